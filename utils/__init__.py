@@ -1,0 +1,1 @@
+"""Data, losses, metrics and the training loop shared by every script."""
