@@ -1,0 +1,56 @@
+"""The on-disk dataset layout: <root>/Images, <root>/Labels, <root>/ImageSets/Segmentation, classes.txt."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from utils.errors import UserError
+from utils.fileio import read_lines, write_text
+
+IMAGES_DIR = "Images"
+LABELS_DIR = "Labels"
+SPLITS_DIR = Path("ImageSets") / "Segmentation"
+CLASSES_FILE = "classes.txt"
+IGNORE_INDEX = 255
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+
+
+def images_dir(root: str | os.PathLike) -> Path:
+    """Folder of input images."""
+    return Path(root) / IMAGES_DIR
+
+
+def labels_dir(root: str | os.PathLike) -> Path:
+    """Folder of label maps (pixel = class id, 255 = ignore)."""
+    return Path(root) / LABELS_DIR
+
+
+def split_file(root: str | os.PathLike, split: str) -> Path:
+    """Path of a split file such as train.txt."""
+    return Path(root) / SPLITS_DIR / f"{split}.txt"
+
+
+def index_by_stem(folder: Path) -> dict[str, Path]:
+    """Map file stem -> path for every image file in `folder` (error on two files with one stem)."""
+    if not folder.is_dir():
+        raise UserError(f"folder not found: {folder}")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+            continue
+        if path.stem in found:
+            raise UserError(f"two files share the stem '{path.stem}' in {folder}: "
+                            f"{found[path.stem].name} and {path.name}; keep one")
+        found[path.stem] = path
+    return found
+
+
+def read_class_names(root: str | os.PathLike) -> list[str] | None:
+    """Class names from <root>/classes.txt (line i = class i), or None when the file is absent."""
+    path = Path(root) / CLASSES_FILE
+    return read_lines(path) if path.is_file() else None
+
+
+def write_class_names(root: str | os.PathLike, names: list[str]) -> None:
+    """Write <root>/classes.txt atomically."""
+    write_text(Path(root) / CLASSES_FILE, "".join(f"{name}\n" for name in names))
