@@ -1,0 +1,70 @@
+"""The shared command-line parsers and the error handling every script uses."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from utils.errors import UserError
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show every option's default and keep the description's line breaks."""
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """--device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N."""
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
+
+
+def train_parser(model_name: str) -> argparse.ArgumentParser:
+    """Options of the three train scripts (identical for every model)."""
+    parser = argparse.ArgumentParser(
+        description=f"Train the '{model_name}' model on a dataset in the Images/Labels/ImageSets layout.",
+        formatter_class=HelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", default="datasets/SynthLiver", help="dataset folder (Images/, Labels/, ImageSets/)")
+    data.add_argument("--train-split", default="train", help="split file used for training")
+    data.add_argument("--val-split", default="val", help="split file used for validation")
+    data.add_argument("--num-classes", type=int, default=None,
+                      help="classes incl. background (default: lines of classes.txt, else 2); 1 = sigmoid model")
+    data.add_argument("--in-channels", type=int, default=3, choices=(1, 3), help="model input channels")
+    data.add_argument("--input-size", type=int, default=512, help="images are letterboxed to this square size")
+    data.add_argument("--augment", default="none", help="augmentation preset: none, light, medical, em, photo")
+    data.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (0 = main process)")
+    data.add_argument("--cache-mb", type=float, default=4096, help="keep decoded samples in memory up to this size")
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--epochs", type=int, default=50, help="number of epochs")
+    optim.add_argument("--batch-size", type=int, default=2, help="images per step")
+    optim.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    optim.add_argument("--lr-decay", type=float, default=0.92, help="learning rate factor applied after each epoch")
+    optim.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
+    optim.add_argument("--loss", default="ce+dice", help="'+'-joined losses: ce, bce, dice, jaccard, focal")
+    optim.add_argument("--no-dice", action="store_true", help="drop the Dice term from --loss")
+    optim.add_argument("--class-weights", default=None, help="comma-separated CE weight per class, e.g. 1,5")
+    optim.add_argument("--weight-map", action="store_true",
+                       help="weight CE by the U-Net paper's border map w(x) (w0=10, sigma=5 px), once per mask")
+    optim.add_argument("--max-bad-steps", type=int, default=5,
+                       help="stop after this many consecutive NaN/inf losses (each one is skipped)")
+    run = parser.add_argument_group("run")
+    add_device_argument(run)
+    run.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
+    run.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
+    run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                     help="mixed precision (default: on with CUDA, off on CPU)")
+    run.add_argument("--pretrained", default=None, help="local torchvision VGG16 state-dict file (unet only)")
+    run.add_argument("--resume", default=None, help="checkpoint (or run folder) to continue from")
+    run.add_argument("--log-dir", default="logs", help="runs go to <log-dir>/<model>/<run-name>/")
+    run.add_argument("--run-name", default=None, help="run folder name (default: date-time); taken names get -2, -3")
+    run.add_argument("--overlays", type=int, default=4, help="validation overlays written to TensorBoard per epoch")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
+    return parser
+
+
+def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run a script's main: a UserError becomes one 'error:' line and exit code 2."""
+    try:
+        return main(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,252 @@
+"""Split files -> validated samples -> a Dataset of letterboxed (image, label) tensors."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from utils.errors import UserError
+from utils.fileio import read_lines
+from utils.layout import IGNORE_INDEX, images_dir, index_by_stem, labels_dir, split_file
+
+# Pixel modes that carry more than 8 bits: converting them would silently clip or rescale intensities.
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
+
+
+@dataclass
+class Sample:
+    """One image/label pair of a split, with its decoded arrays once loaded."""
+
+    stem: str
+    image_path: Path
+    label_path: Path | None
+
+
+def read_split(root: str | os.PathLike, split: str) -> list[str]:
+    """Stems listed in <root>/ImageSets/Segmentation/<split>.txt; unsafe or empty lists are errors."""
+    path = split_file(root, split)
+    if not path.is_file():
+        raise UserError(f"split file not found: {path}\n  write it with: python png2txt.py --data {root}")
+    stems = read_lines(path)
+    if not stems:
+        raise UserError(f"split '{split}' is empty: {path}")
+    unsafe = [s for s in stems if PurePosixPath(s).is_absolute() or Path(s).is_absolute()
+              or ".." in PurePosixPath(s.replace("\\", "/")).parts]
+    if unsafe:
+        raise UserError(f"{path} has entries that leave the dataset folder (absolute or '..'): "
+                        f"{', '.join(unsafe[:10])}")
+    return stems
+
+
+def image_to_array(image: Image.Image, in_channels: int, path: Path) -> np.ndarray:
+    """H x W x in_channels uint8 array; grey is replicated to RGB, colour is refused for 1-channel models."""
+    if image.mode in WIDE_MODES:
+        raise UserError(f"{path}: {image.mode} image (more than 8 bits per pixel); window it to 8-bit first")
+    if in_channels == 3:
+        return np.asarray(image.convert("RGB"))
+    if image.mode in ("L", "1", "LA"):
+        return np.asarray(image.convert("L"))[:, :, None]
+    rgb = np.asarray(image.convert("RGB"))
+    if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+        raise UserError(f"{path}: colour image but the model has 1 input channel; use --in-channels 3")
+    return rgb[:, :, :1].copy()
+
+
+def label_to_array(image: Image.Image, path: Path) -> np.ndarray:
+    """H x W uint8 class-id map from an L, P (index = class id), 1-bit or grey-as-RGB label image."""
+    if image.mode == "1":
+        return np.asarray(image, dtype=np.uint8)
+    if image.mode in ("L", "P"):
+        return np.asarray(image)
+    if image.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(image.convert("RGB"))
+        if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+            return rgb[..., 0].copy()
+    raise UserError(f"{path}: label must be a single-channel image of class ids (mode L or P), "
+                    f"got mode {image.mode}; convert colour-coded masks with "
+                    f"'python import_dataset.py pairs ... --colour-map FILE'")
+
+
+def open_image(path: Path) -> Image.Image:
+    """Open and fully decode an image; unreadable, empty or truncated files raise UserError."""
+    try:
+        if path.stat().st_size == 0:
+            raise UserError(f"{path}: empty file (0 bytes)")
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except UserError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read image ({exc})") from None
+
+
+def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """Height and width after scaling the longer side to `size`, keeping the aspect ratio."""
+    scale = size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def letterbox(image: np.ndarray, label: np.ndarray | None, size: int
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Resize (bilinear / nearest) so the longer side is `size`, then pad bottom-right to size x size.
+
+    Padding is 0 in the image and IGNORE_INDEX in the label, so it never counts in loss or metrics.
+    """
+    height, width = image.shape[:2]
+    new_h, new_w = letterbox_size(height, width, size)
+    if (new_h, new_w) != (height, width):
+        channels = [np.asarray(Image.fromarray(image[..., c]).resize((new_w, new_h), Image.BILINEAR))
+                    for c in range(image.shape[2])]
+        image = np.stack(channels, axis=2)
+        if label is not None:
+            label = np.asarray(Image.fromarray(label).resize((new_w, new_h), Image.NEAREST))
+    if (new_h, new_w) != (size, size):
+        padded = np.zeros((size, size, image.shape[2]), dtype=np.uint8)
+        padded[:new_h, :new_w] = image
+        image = padded
+        if label is not None:
+            padded_label = np.full((size, size), IGNORE_INDEX, dtype=np.uint8)
+            padded_label[:new_h, :new_w] = label
+            label = padded_label
+    return image, label
+
+
+def find_samples(root: str | os.PathLike, stems: list[str], need_labels: bool = True) -> list[Sample]:
+    """Resolve stems to image and label paths; every missing file is named in one UserError."""
+    root = Path(root)
+    images = index_by_stem(images_dir(root))
+    labels = index_by_stem(labels_dir(root)) if labels_dir(root).is_dir() or need_labels else {}
+    problems, samples = [], []
+    for stem in stems:
+        image_path, label_path = images.get(stem), labels.get(stem)
+        if image_path is None:
+            problems.append(f"{images_dir(root) / stem}.*: image listed in the split but missing")
+        if label_path is None and need_labels:
+            problems.append(f"{labels_dir(root) / stem}.*: label listed in the split but missing")
+        if image_path is not None:
+            samples.append(Sample(stem, image_path, label_path))
+    if problems:
+        raise UserError(format_problems(problems))
+    return samples
+
+
+def format_problems(problems: list[str], limit: int = 50) -> str:
+    """One message listing every problem (the first `limit` of them, then a count)."""
+    lines = [f"  - {p}" for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"  ... and {len(problems) - limit} more")
+    return f"{len(problems)} problem(s) in the data:\n" + "\n".join(lines)
+
+
+def load_pair(sample: Sample, in_channels: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode and check one pair: sizes equal, label values below num_classes or 255."""
+    image = image_to_array(open_image(sample.image_path), in_channels, sample.image_path)
+    assert sample.label_path is not None
+    label = label_to_array(open_image(sample.label_path), sample.label_path)
+    if image.shape[:2] != label.shape:
+        raise UserError(f"{sample.label_path}: label is {label.shape[1]}x{label.shape[0]} but its image "
+                        f"{sample.image_path.name} is {image.shape[1]}x{image.shape[0]} (width x height)")
+    values = np.unique(label)
+    bad = [int(v) for v in values if v >= max(num_classes, 2) and v != IGNORE_INDEX]
+    if bad:
+        raise UserError(f"{sample.label_path}: label values {bad} are not class ids below "
+                        f"num_classes={num_classes} (values found: {values.tolist()}); "
+                        f"{likely_fix(values.tolist(), num_classes)}")
+    return image, label
+
+
+def likely_fix(values: list[int], num_classes: int) -> str:
+    """A hint for the usual causes of out-of-range label values."""
+    if len(values) > 2 and max(values) > num_classes and len(values) > num_classes + 1:
+        return ("the mask looks anti-aliased or JPEG-compressed (many grey levels): threshold it, e.g. "
+                "'python import_dataset.py pairs IMAGES MASKS --threshold 127 --out DIR'")
+    return (f"labels must hold class ids 0..{num_classes - 1} (255 = ignore); pass --num-classes "
+            f"{max(values) + 1 if max(values) != IGNORE_INDEX else num_classes} if that many classes "
+            f"exist, or re-map the values with 'python import_dataset.py pairs ... --value-map'")
+
+
+def check_not_binary_255(labels: list[np.ndarray], split: str) -> None:
+    """Refuse a split whose labels hold only 0 and 255: a 0/255 mask would train on background alone."""
+    seen = set()
+    for label in labels:
+        seen.update(np.unique(label).tolist())
+    if seen == {0, IGNORE_INDEX}:
+        raise UserError(
+            f"every label of split '{split}' holds only the values 0 and 255. Here 255 means 'ignore', "
+            f"so the object would never be learned (IoU 0). This is a 0/255 binary mask: convert it to "
+            f"0/1 with 'python import_dataset.py pairs IMAGES MASKS --threshold 127 --out DIR' "
+            f"(or 'import_dataset.py liver' for NNN.png + NNN_mask.png folders).")
+
+
+class SegmentationDataset(Dataset):
+    """Validated, letterboxed samples of one split as uint8 tensors: image (C, S, S), label (S, S).
+
+    Every pair is decoded and checked once at construction, so bad files stop the run before training;
+    the letterboxed arrays are kept in memory when they fit within `cache_mb`.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str, num_classes: int, in_channels: int,
+                 input_size: int, augmentation: Callable | None = None,
+                 weight_map: Callable[[np.ndarray], np.ndarray] | None = None, cache_mb: float = 4096) -> None:
+        self.root, self.split = Path(root), split
+        self.num_classes, self.in_channels, self.input_size = num_classes, in_channels, input_size
+        self.augmentation = augmentation
+        self.samples = find_samples(root, read_split(root, split))
+        per_sample_mb = input_size * input_size * (in_channels + 1 + (4 if weight_map else 0)) / 2**20
+        self.cache_enabled = per_sample_mb * len(self.samples) <= cache_mb
+        self.weight_map = weight_map
+        self.cache: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        problems, labels = [], []
+        for sample in self.samples:
+            try:
+                item = self._prepare(sample)
+            except UserError as exc:
+                problems.append(str(exc))
+                continue
+            labels.append(item[1])
+            if self.cache_enabled:
+                self.cache.append(item)
+        if problems:
+            raise UserError(format_problems(problems))
+        check_not_binary_255(labels, split)
+
+    def _prepare(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        image, label = load_pair(sample, self.in_channels, self.num_classes)
+        weights = self.weight_map(label) if self.weight_map else None
+        image, label_lb = letterbox(image, label, self.input_size)
+        if weights is not None:
+            weights = letterbox_float(weights, self.input_size)
+        return image, label_lb, weights
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image, label, weights = self.cache[index] if self.cache_enabled else self._prepare(self.samples[index])
+        image_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        label_t = torch.from_numpy(np.ascontiguousarray(label))
+        weights_t = None if weights is None else torch.from_numpy(weights)
+        if self.augmentation is not None:
+            image_t, label_t, weights_t = self.augmentation(image_t, label_t, weights_t)
+        item = {"image": image_t.contiguous(), "label": label_t.contiguous()}
+        if weights_t is not None:
+            item["weight"] = weights_t.contiguous()
+        return item
+
+
+def letterbox_float(values: np.ndarray, size: int) -> np.ndarray:
+    """Letterbox a float map (nearest resize, zero padding) like the label it belongs to."""
+    height, width = values.shape
+    new_h, new_w = letterbox_size(height, width, size)
+    if (new_h, new_w) != (height, width):
+        values = np.asarray(Image.fromarray(values.astype(np.float32), mode="F").resize((new_w, new_h), Image.NEAREST))
+    out = np.zeros((size, size), dtype=np.float32)
+    out[:new_h, :new_w] = values
+    return out

@@ -1,0 +1,128 @@
+"""Confusion matrix and the scores derived from it (IoU, PA, Dice, mIoU, mPA), f-score, per-case Dice."""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from utils.layout import IGNORE_INDEX
+
+
+def predict_labels(logits: torch.Tensor) -> torch.Tensor:
+    """Class ids from logits: argmax over classes, or logit > 0 for a single-channel sigmoid model."""
+    if logits.shape[1] == 1:
+        return (logits[:, 0] > 0).long()
+    return logits.argmax(dim=1)
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """num_classes x num_classes counts (rows = label, columns = prediction), ignored pixels left out."""
+    valid = target != ignore_index
+    target = target[valid].long()
+    pred = pred[valid].long()
+    if target.numel() and int(target.max()) >= num_classes:
+        raise ValueError(f"label value {int(target.max())} is not below num_classes={num_classes}")
+    pred = pred.clamp(0, num_classes - 1)
+    counts = torch.bincount(target * num_classes + pred, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+class ConfusionMatrix:
+    """Accumulates a confusion matrix over batches on the batches' device (int64, exact)."""
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.matrix: torch.Tensor | None = None
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add the counts of one batch of predicted and true label maps."""
+        counts = confusion_matrix(pred, target, self.num_classes, self.ignore_index)
+        self.matrix = counts if self.matrix is None else self.matrix + counts
+
+    def compute(self) -> np.ndarray:
+        """The accumulated matrix as a numpy int64 array."""
+        if self.matrix is None:
+            return np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
+        return self.matrix.cpu().numpy().astype(np.int64)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+
+
+def scores_from_confusion(matrix: np.ndarray, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Per-class IoU, PA (recall), precision, Dice; mIoU/mPA/mDice over classes present; pixel accuracy.
+
+    IoU = TP/(TP+FP+FN), PA = TP/(TP+FN), Dice = 2TP/(2TP+FP+FN). A class absent from both labels and
+    predictions has no score (None) and is left out of the means; a class present in the predictions
+    only scores IoU 0 and takes part in the means.
+    """
+    matrix = np.asarray(matrix, dtype=np.int64)
+    num_classes = matrix.shape[0]
+    names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
+    tp = np.diag(matrix).astype(np.float64)
+    fn = matrix.sum(axis=1) - tp
+    fp = matrix.sum(axis=0) - tp
+    present = (tp + fn + fp) > 0
+    iou = _ratio(tp, tp + fp + fn)
+    pa = _ratio(tp, tp + fn)
+    precision = _ratio(tp, tp + fp)
+    dice = _ratio(2 * tp, 2 * tp + fp + fn)
+    total = matrix.sum()
+
+    def mean(values: np.ndarray) -> float | None:
+        chosen = values[present & ~np.isnan(values)]
+        return float(chosen.mean()) if chosen.size else None
+
+    def listed(values: np.ndarray) -> list[float | None]:
+        return [None if math.isnan(v) else float(v) for v in values]
+
+    return {
+        "class_names": names,
+        "confusion_matrix": matrix.tolist(),
+        "iou": listed(iou),
+        "pa": listed(pa),
+        "precision": listed(precision),
+        "dice": listed(dice),
+        "miou": mean(iou),
+        "mpa": mean(pa),
+        "mdice": mean(dice),
+        "pixel_accuracy": float(tp.sum() / total) if total else None,
+        "absent_classes": [names[i] for i in range(num_classes) if not present[i]],
+        "pixels": int(total),
+    }
+
+
+def f_score(logits: torch.Tensor, target: torch.Tensor, beta: float = 1.0, smooth: float = 1e-5,
+            ignore_index: int = IGNORE_INDEX) -> float:
+    """The seed's f-score: per-class F-beta of hard predictions over the batch, averaged over classes."""
+    num_classes = max(logits.shape[1], 2)
+    pred = predict_labels(logits)
+    matrix = confusion_matrix(pred, target, num_classes, ignore_index).double()
+    tp = matrix.diag()
+    fn = matrix.sum(dim=1) - tp
+    fp = matrix.sum(dim=0) - tp
+    b2 = beta * beta
+    score = ((1 + b2) * tp + smooth) / ((1 + b2) * tp + b2 * fn + fp + smooth)
+    return float(score.mean())
+
+
+def case_dice(pred: np.ndarray, target: np.ndarray, foreground: int = 1, empty: float | None = None,
+              ignore_index: int = IGNORE_INDEX) -> float | None:
+    """Dice of one case (an image or a patient volume) for one class.
+
+    When both prediction and label hold no pixel of the class the Dice is undefined: `empty` is
+    returned (None = leave the case out of the mean, 1.0 = count it as perfect).
+    """
+    valid = target != ignore_index
+    p = (pred == foreground) & valid
+    t = (target == foreground) & valid
+    denom = int(p.sum()) + int(t.sum())
+    if denom == 0:
+        return empty
+    return 2.0 * int((p & t).sum()) / denom

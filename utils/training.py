@@ -1,0 +1,394 @@
+"""The one training loop every train script shares: data, model, optimiser, epochs, TensorBoard, checkpoints."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from nets import build_model
+from utils.augment import build_augmentation
+from utils.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from utils.cli import run_main, train_parser
+from utils.dataloader import SegmentationDataset
+from utils.errors import UserError
+from utils.fileio import write_json
+from utils.layout import IGNORE_INDEX, read_class_names
+from utils.losses import SegmentationLoss, parse_loss
+from utils.metrics import ConfusionMatrix, f_score, predict_labels, scores_from_confusion
+from utils.visualize import overlay
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def default_normalization(in_channels: int) -> dict[str, list[float]]:
+    """ImageNet statistics (their channel mean for grey input), what VGG16 weights expect."""
+    if in_channels == 3:
+        return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    return {"mean": [sum(IMAGENET_MEAN) / 3], "std": [sum(IMAGENET_STD) / 3]}
+
+
+def normalize(images: torch.Tensor, normalization: dict[str, list[float]]) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float32 (x / 255 - mean) / std, on the images' device."""
+    mean = torch.tensor(normalization["mean"], device=images.device).view(1, -1, 1, 1)
+    std = torch.tensor(normalization["std"], device=images.device).view(1, -1, 1, 1)
+    return (images.float() / 255 - mean) / std
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; an unavailable CUDA device is a UserError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state(loader_generator: torch.Generator) -> dict[str, Any]:
+    """Every random-number state a resumed run needs, as tensors and plain types."""
+    numpy_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "loader": loader_generator.get_state(),
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *map(float, numpy_state[2:])],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], loader_generator: torch.Generator) -> None:
+    """Inverse of rng_state."""
+    torch.set_rng_state(state["torch"])
+    loader_generator.set_state(state["loader"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def new_run_dir(log_dir: Path, model_name: str, run_name: str | None) -> Path:
+    """A fresh run folder: an existing one is never reused (a suffix -2, -3, ... is added)."""
+    base = log_dir / model_name / (run_name or datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    candidate, index = base, 1
+    while candidate.exists():
+        index += 1
+        candidate = base.with_name(f"{base.name}-{index}")
+    if candidate != base:
+        print(f"note: {base} exists; this run writes to {candidate} (use --resume to continue a run)")
+    try:
+        candidate.mkdir(parents=True)
+        probe = candidate / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to the log folder {candidate}: {exc.strerror}") from None
+    return candidate
+
+
+@dataclass
+class EpochStats:
+    """Means over one epoch, plus timing split into waiting for data and computing."""
+
+    loss: float = 0.0
+    f_score: float = 0.0
+    steps: int = 0
+    bad_steps: int = 0
+    data_seconds: float = 0.0
+    step_seconds: float = 0.0
+    confusion: np.ndarray | None = field(default=None, repr=False)
+
+
+class Trainer:
+    """Holds the model, data and optimiser of one run and runs its epochs."""
+
+    def __init__(self, model_name: str, args: argparse.Namespace) -> None:
+        self.model_name, self.args = model_name, args
+        self.device = resolve_device(args.device)
+        resume = load_checkpoint(args.resume) if args.resume else None
+        if resume and resume["model"]["name"] != model_name:
+            raise UserError(f"{args.resume} holds a '{resume['model']['name']}' model; "
+                            f"resume it with that model's train script")
+        if args.deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        seed_everything(args.seed)
+        self.class_names, self.num_classes = self._classes(resume)
+        self.in_channels = resume["model"]["in_channels"] if resume else args.in_channels
+        self.input_size = resume["input_size"] if resume else args.input_size
+        self.normalization = resume["normalization"] if resume else default_normalization(self.in_channels)
+        self.metric_classes = max(self.num_classes, 2)
+
+        weight_map = None
+        if args.weight_map:
+            from utils.weightmap import unet_weight_map
+            weight_map = unet_weight_map
+        self.train_set = SegmentationDataset(args.data, args.train_split, self.num_classes, self.in_channels,
+                                             self.input_size, build_augmentation(args.augment), weight_map,
+                                             args.cache_mb)
+        self.val_set = SegmentationDataset(args.data, args.val_split, self.num_classes, self.in_channels,
+                                           self.input_size, None, None, args.cache_mb)
+        self.loader_generator = torch.Generator().manual_seed(args.seed)
+        loader_options = dict(batch_size=args.batch_size, num_workers=args.workers,
+                              pin_memory=self.device.type == "cuda", persistent_workers=args.workers > 0)
+        self.train_loader = DataLoader(self.train_set, shuffle=True, generator=self.loader_generator,
+                                       drop_last=len(self.train_set) > args.batch_size, **loader_options)
+        self.val_loader = DataLoader(self.val_set, shuffle=False, **loader_options)
+
+        if resume:
+            self.model = model_from_checkpoint(resume, args.resume)
+        else:
+            options = {"pretrained": args.pretrained} if args.pretrained else {}
+            if args.pretrained and model_name != "unet":
+                raise UserError("--pretrained loads a VGG16 encoder, which only the 'unet' model has")
+            self.model = build_model(model_name, self.num_classes, self.in_channels, **options)
+        self.model.to(self.device)
+        self.criterion = SegmentationLoss(self._loss_names(), self._class_weights())
+        fused = self.device.type == "cuda"
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
+                                          fused=fused)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=args.lr_decay)
+        amp = args.amp if args.amp is not None else self.device.type == "cuda"
+        self.amp_dtype = None
+        if amp:
+            cuda_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+            self.amp_dtype = torch.bfloat16 if cuda_bf16 or self.device.type == "cpu" else torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.start_epoch, self.best_miou, self.history = 0, -1.0, []
+        if resume:
+            self._restore(resume)
+            self.run_dir = Path(args.resume) if Path(args.resume).is_dir() else Path(args.resume).parent
+        else:
+            self.run_dir = new_run_dir(Path(args.log_dir), model_name, args.run_name)
+
+    def _classes(self, resume: dict | None) -> tuple[list[str], int]:
+        if resume:
+            return list(resume["class_names"]), int(resume["model"]["num_classes"])
+        names = read_class_names(self.args.data)
+        num_classes = self.args.num_classes or (len(names) if names else 2)
+        expected = max(num_classes, 2)
+        if names and len(names) != expected:
+            raise UserError(f"--num-classes {num_classes} but {self.args.data}/classes.txt names "
+                            f"{len(names)} classes: {', '.join(names)}")
+        if num_classes < 1 or num_classes > IGNORE_INDEX:
+            raise UserError(f"--num-classes must be between 1 and {IGNORE_INDEX}, got {num_classes}")
+        return names or [f"class_{i}" for i in range(expected)], num_classes
+
+    def _loss_names(self) -> list[str]:
+        names = parse_loss(self.args.loss, use_dice=not self.args.no_dice)
+        if self.num_classes == 1:
+            names = ["bce" if name == "ce" else name for name in names]
+        if not names:
+            raise UserError(f"--loss '{self.args.loss}' with --no-dice leaves no loss")
+        return names
+
+    def _class_weights(self) -> torch.Tensor | None:
+        if not self.args.class_weights:
+            return None
+        try:
+            weights = [float(w) for w in self.args.class_weights.split(",")]
+        except ValueError:
+            raise UserError(f"--class-weights must be comma-separated numbers, got '{self.args.class_weights}'") from None
+        if len(weights) != self.num_classes:
+            raise UserError(f"--class-weights has {len(weights)} values for {self.num_classes} classes")
+        return torch.tensor(weights)
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        for key in ("optimizer", "scheduler", "epoch", "rng"):
+            if key not in checkpoint:
+                raise UserError(f"{self.args.resume}: has no training state ('{key}'); it can be used for "
+                                f"prediction but not resumed")
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if "scaler" in checkpoint and checkpoint["scaler"]:
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.start_epoch = int(checkpoint["epoch"])
+        self.best_miou = float(checkpoint.get("best_miou", -1.0))
+        self.history = list(checkpoint.get("history", []))
+        restore_rng_state(checkpoint["rng"], self.loader_generator)
+
+    def checkpoint(self, epoch: int, with_training_state: bool = True) -> dict[str, Any]:
+        """Everything later scripts and a resumed run need, as tensors and plain types."""
+        args = {k: v for k, v in vars(self.args).items() if isinstance(v, (str, int, float, bool, type(None)))}
+        state: dict[str, Any] = {
+            "model": {"name": self.model_name, "num_classes": self.num_classes, "in_channels": self.in_channels},
+            "class_names": self.class_names,
+            "input_size": self.input_size,
+            "normalization": self.normalization,
+            "state_dict": self.model.state_dict(),
+            "epoch": epoch,
+            "best_miou": self.best_miou,
+            "history": self.history,
+            "args": args,
+        }
+        if with_training_state:
+            state.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                         scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                         rng=rng_state(self.loader_generator))
+        return state
+
+    def _forward_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images = normalize(batch["image"].to(self.device, non_blocking=True), self.normalization)
+        labels = batch["label"].to(self.device, non_blocking=True).long()
+        weights = batch["weight"].to(self.device, non_blocking=True) if "weight" in batch else None
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            logits = self.model(images)
+        return logits, labels, self.criterion(logits, labels, weights)
+
+    def train_one_epoch(self, epoch: int) -> EpochStats:
+        """One pass over the training split; non-finite losses are skipped and counted."""
+        self.model.train()
+        stats, consecutive_bad = EpochStats(), 0
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.args.epochs} train", leave=False,
+                   disable=not self.args.progress, dynamic_ncols=True)
+        tick = time.perf_counter()
+        for batch in bar:
+            loaded = time.perf_counter()
+            logits, labels, loss = self._forward_loss(batch)
+            if not torch.isfinite(loss):
+                stats.bad_steps += 1
+                consecutive_bad += 1
+                self.optimizer.zero_grad(set_to_none=True)
+                if consecutive_bad >= self.args.max_bad_steps:
+                    raise UserError(f"the loss was NaN or infinite for {consecutive_bad} steps in a row in epoch "
+                                    f"{epoch + 1}; stopped. The last good checkpoint is {self.run_dir / 'last.pt'}. "
+                                    f"Try a lower --lr, --no-amp, or check the data.")
+                continue
+            consecutive_bad = 0
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            score = f_score(logits.detach(), labels)
+            stats.loss += float(loss)
+            stats.f_score += score
+            stats.steps += 1
+            done = time.perf_counter()
+            stats.data_seconds += loaded - tick
+            stats.step_seconds += done - loaded
+            tick = done
+            bar.set_postfix(loss=f"{stats.loss / stats.steps:.4f}", f_score=f"{stats.f_score / stats.steps:.4f}")
+        if stats.steps == 0:
+            raise UserError(f"no training step succeeded in epoch {epoch + 1} ({stats.bad_steps} non-finite losses)")
+        stats.loss /= stats.steps
+        stats.f_score /= stats.steps
+        return stats
+
+    @torch.inference_mode()
+    def evaluate(self, epoch: int) -> tuple[EpochStats, list[np.ndarray]]:
+        """Loss, f-score and confusion matrix over the validation split, plus a few overlays."""
+        self.model.eval()
+        stats, overlays = EpochStats(), []
+        confusion = ConfusionMatrix(self.metric_classes)
+        bar = tqdm(self.val_loader, desc=f"epoch {epoch + 1}/{self.args.epochs} val", leave=False,
+                   disable=not self.args.progress, dynamic_ncols=True)
+        for batch in bar:
+            logits, labels, loss = self._forward_loss(batch)
+            pred = predict_labels(logits)
+            confusion.update(pred, labels)
+            stats.loss += float(loss)
+            stats.f_score += f_score(logits, labels)
+            stats.steps += 1
+            for image, prediction in zip(batch["image"], pred.cpu()):
+                if len(overlays) < self.args.overlays:
+                    overlays.append(overlay(image.permute(1, 2, 0).numpy(), prediction.numpy().astype(np.uint8),
+                                            self.metric_classes))
+        stats.loss /= max(stats.steps, 1)
+        stats.f_score /= max(stats.steps, 1)
+        stats.confusion = confusion.compute()
+        return stats, overlays
+
+    def fit(self) -> int:
+        """Run the remaining epochs; Ctrl-C saves interrupted.pt and says how to resume."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        print(f"run folder: {self.run_dir}\ndevice: {self.device}; train {len(self.train_set)} / "
+              f"val {len(self.val_set)} images at {self.input_size}x{self.input_size}; "
+              f"classes: {', '.join(self.class_names)}")
+        writer = SummaryWriter(str(self.run_dir))
+        if self.start_epoch == 0:
+            save_checkpoint(self.run_dir / "last.pt", self.checkpoint(0))
+        epoch = self.start_epoch
+        try:
+            for epoch in range(self.start_epoch, self.args.epochs):
+                self._run_epoch(epoch, writer)
+        except KeyboardInterrupt:
+            save_checkpoint(self.run_dir / "interrupted.pt", self.checkpoint(epoch, with_training_state=False))
+            print(f"\ninterrupted in epoch {epoch + 1}: weights so far saved to {self.run_dir / 'interrupted.pt'}; "
+                  f"the last complete epoch is in {self.run_dir / 'last.pt'}.\nresume exactly with: "
+                  f"python {Path(sys.argv[0]).name} --resume {self.run_dir / 'last.pt'}", file=sys.stderr)
+            return 130
+        finally:
+            writer.close()
+        best = self.run_dir / "best.pt"
+        print(f"done: best validation mIoU {self.best_miou:.4f}; checkpoints {self.run_dir / 'last.pt'}, {best}")
+        return 0
+
+    def _run_epoch(self, epoch: int, writer: Any) -> None:
+        train = self.train_one_epoch(epoch)
+        val, overlays = self.evaluate(epoch)
+        scores = scores_from_confusion(val.confusion, self._metric_names())
+        miou = scores["miou"] if scores["miou"] is not None else 0.0
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        record = {"epoch": epoch + 1, "lr": lr, "train_loss": train.loss, "val_loss": val.loss,
+                  "train_f_score": train.f_score, "val_f_score": val.f_score, "val_miou": miou,
+                  "val_mpa": scores["mpa"], "skipped_steps": train.bad_steps,
+                  "data_seconds": round(train.data_seconds, 3), "step_seconds": round(train.step_seconds, 3)}
+        self.history.append(record)
+        for tag, value in (("Loss/train", train.loss), ("Loss/val", val.loss), ("f_score/train", train.f_score),
+                           ("f_score/val", val.f_score), ("mIoU/val", miou), ("lr", lr),
+                           ("time/data_wait_s", train.data_seconds), ("time/step_s", train.step_seconds)):
+            writer.add_scalar(tag, value, epoch + 1)
+        for index, image in enumerate(overlays):
+            writer.add_image(f"val/overlay_{index}", image, epoch + 1, dataformats="HWC")
+        writer.flush()
+        improved = miou > self.best_miou
+        if improved:
+            self.best_miou = miou
+        state = self.checkpoint(epoch + 1)
+        save_checkpoint(self.run_dir / "last.pt", state)
+        if improved:
+            save_checkpoint(self.run_dir / "best.pt", state)
+        write_json(self.run_dir / "history.json", self.history)
+        print(f"epoch {epoch + 1}/{self.args.epochs}: train loss {train.loss:.4f} f {train.f_score:.4f} | "
+              f"val loss {val.loss:.4f} f {val.f_score:.4f} mIoU {miou:.4f}{' (best)' if improved else ''} | "
+              f"lr {lr:.2e} | data wait {train.data_seconds:.1f}s of {train.data_seconds + train.step_seconds:.1f}s"
+              + (f" | {train.bad_steps} non-finite steps skipped" if train.bad_steps else ""))
+
+    def _metric_names(self) -> list[str]:
+        return self.class_names if len(self.class_names) == self.metric_classes else \
+            [f"class_{i}" for i in range(self.metric_classes)]
+
+
+def train(model_name: str, argv: list[str] | None = None) -> int:
+    """Entry point of the train scripts: parse options, build the run, fit; errors exit with code 2."""
+    def main(arguments: list[str] | None) -> int:
+        args = train_parser(model_name).parse_args(arguments)
+        return Trainer(model_name, args).fit()
+    return run_main(main, argv)

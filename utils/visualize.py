@@ -1,0 +1,38 @@
+"""Colour palettes and image/label overlays for TensorBoard and predict.py."""
+from __future__ import annotations
+
+import numpy as np
+
+from utils.layout import IGNORE_INDEX
+
+
+def palette(num_classes: int) -> np.ndarray:
+    """A fixed (256, 3) uint8 palette: class 0 black, then distinct colours (PASCAL VOC's bit pattern)."""
+    colours = np.zeros((256, 3), dtype=np.uint8)
+    for index in range(256):
+        value, r, g, b = index, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= ((value >> 0) & 1) << shift
+            g |= ((value >> 1) & 1) << shift
+            b |= ((value >> 2) & 1) << shift
+            value >>= 3
+        colours[index] = (r, g, b)
+    if num_classes == 2:
+        colours[1] = (255, 64, 64)  # binary tasks: one bright colour reads best
+    colours[IGNORE_INDEX] = (255, 255, 255)
+    return colours
+
+
+def colourize(label: np.ndarray, num_classes: int) -> np.ndarray:
+    """H x W class ids -> H x W x 3 uint8 colours."""
+    return palette(num_classes)[label]
+
+
+def overlay(image: np.ndarray, label: np.ndarray, num_classes: int, alpha: float = 0.5) -> np.ndarray:
+    """Blend the colourized label over the image where the label is not background (class 0)."""
+    rgb = image if image.ndim == 3 and image.shape[2] == 3 else np.repeat(image.reshape(*label.shape, 1), 3, axis=2)
+    colours = colourize(label, num_classes).astype(np.float32)
+    blended = rgb.astype(np.float32)
+    mask = (label != 0) & (label != IGNORE_INDEX)
+    blended[mask] = (1 - alpha) * blended[mask] + alpha * colours[mask]
+    return blended.round().clip(0, 255).astype(np.uint8)
