@@ -223,15 +223,16 @@ class SegmentationDataset(Dataset):
         image, label_lb = letterbox(image, label, self.input_size)
         if weights is not None:
             weights = letterbox_float(weights, self.input_size)
-        return image, label_lb, weights
+        # PIL-backed arrays are read-only; torch.from_numpy needs writable memory.
+        return np.require(image, requirements="CW"), np.require(label_lb, requirements="CW"), weights
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image, label, weights = self.cache[index] if self.cache_enabled else self._prepare(self.samples[index])
-        image_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-        label_t = torch.from_numpy(np.ascontiguousarray(label))
+        image_t = torch.from_numpy(image).permute(2, 0, 1)
+        label_t = torch.from_numpy(label)
         weights_t = None if weights is None else torch.from_numpy(weights)
         if self.augmentation is not None:
             image_t, label_t, weights_t = self.augmentation(image_t, label_t, weights_t)

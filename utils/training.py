@@ -285,7 +285,7 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             score = f_score(logits.detach(), labels)
-            stats.loss += float(loss)
+            stats.loss += float(loss.detach())
             stats.f_score += score
             stats.steps += 1
             done = time.perf_counter()

@@ -1,0 +1,94 @@
+"""Score predicted label maps against the labels of a split: confusion matrix, IoU, PA, Dice, mIoU, mPA."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from utils.cli import HelpFormatter, run_main
+from utils.dataloader import find_samples, label_to_array, open_image, read_split
+from utils.errors import UserError
+from utils.fileio import write_json
+from utils.layout import IGNORE_INDEX, index_by_stem, read_class_names
+from utils.metrics import scores_from_confusion
+
+
+def accumulate(pairs: list[tuple[Path, Path]], num_classes: int) -> np.ndarray:
+    """Confusion matrix over every pixel of every (prediction, label) pair; 255 in the label is skipped."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for pred_path, label_path in tqdm(pairs, desc="score", leave=False):
+        pred = label_to_array(open_image(pred_path), pred_path).astype(np.int64)
+        label = label_to_array(open_image(label_path), label_path).astype(np.int64)
+        if pred.shape != label.shape:
+            raise UserError(f"{pred_path} is {pred.shape[1]}x{pred.shape[0]} but its label {label_path} is "
+                            f"{label.shape[1]}x{label.shape[0]}")
+        valid = label != IGNORE_INDEX
+        out_of_range = np.unique(np.concatenate([label[valid][label[valid] >= num_classes],
+                                                 pred[pred >= num_classes]]))
+        if out_of_range.size:
+            raise UserError(f"{label_path} / {pred_path}: values {out_of_range.tolist()} are not below "
+                            f"--num-classes {num_classes}")
+        matrix += np.bincount(label[valid] * num_classes + pred[valid],
+                              minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return matrix
+
+
+def format_report(scores: dict) -> str:
+    """The confusion matrix and per-class table as text."""
+    names, width = scores["class_names"], max(12, *(len(n) + 2 for n in scores["class_names"]))
+    lines = ["confusion matrix (rows: label, columns: prediction)"]
+    lines.append(" " * width + "".join(f"{n:>{width}}" for n in names))
+    for name, row in zip(names, scores["confusion_matrix"]):
+        lines.append(f"{name:<{width}}" + "".join(f"{v:>{width}d}" for v in row))
+    lines.append("")
+    lines.append(f"{'class':<{width}}{'IoU':>9}{'PA':>9}{'Dice':>9}{'precision':>11}")
+
+    def fmt(value: float | None, size: int = 9) -> str:
+        return f"{value * 100:>{size - 1}.2f}%" if value is not None else f"{'-':>{size}}"
+
+    for i, name in enumerate(names):
+        lines.append(f"{name:<{width}}{fmt(scores['iou'][i])}{fmt(scores['pa'][i])}{fmt(scores['dice'][i])}"
+                     f"{fmt(scores['precision'][i], 11)}")
+    lines.append("")
+    lines.append(f"mIoU {fmt(scores['miou']).strip()}  mPA {fmt(scores['mpa']).strip()}  "
+                 f"mDice {fmt(scores['mdice']).strip()}  pixel accuracy {fmt(scores['pixel_accuracy']).strip()}"
+                 f"  ({scores['pixels']} pixels, {scores['images']} images)")
+    if scores["absent_classes"]:
+        lines.append(f"left out of the means (absent from labels and predictions): {', '.join(scores['absent_classes'])}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--pred", required=True, help="folder of predicted label PNGs (get_miou_prediction.py)")
+    parser.add_argument("--data", default="datasets/SynthLiver", help="dataset folder with the true labels")
+    parser.add_argument("--split", default="val", help="split whose images are scored")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="classes (default: lines of classes.txt, else 2)")
+    parser.add_argument("--json", default=None, help="report file (default: <pred>/miou.json)")
+    args = parser.parse_args(argv)
+    names = read_class_names(args.data)
+    num_classes = max(args.num_classes or (len(names) if names else 2), 2)
+    if names and len(names) != num_classes:
+        names = None
+    samples = find_samples(args.data, read_split(args.data, args.split))
+    predictions = index_by_stem(Path(args.pred))
+    missing = [s.stem for s in samples if s.stem not in predictions]
+    if missing:
+        raise UserError(f"{len(missing)} image(s) of split '{args.split}' have no prediction in {args.pred}: "
+                        f"{', '.join(missing[:10])}")
+    matrix = accumulate([(predictions[s.stem], s.label_path) for s in samples], num_classes)
+    scores = scores_from_confusion(matrix, names)
+    scores.update(images=len(samples), split=args.split, data=str(args.data), pred=str(args.pred))
+    print(format_report(scores))
+    report = Path(args.json) if args.json else Path(args.pred) / "miou.json"
+    write_json(report, scores)
+    print(f"report written to {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))
