@@ -1,0 +1,92 @@
+"""Train -> get_miou_prediction -> miou -> predict on tiny data, and exact resume."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import get_miou_prediction
+import miou
+import predict
+from utils.checkpoint import load_checkpoint
+from utils.cli import run_main
+from utils.training import train
+
+TIMING = ("data_seconds", "step_seconds")
+
+
+def train_args(data: Path, logs: Path, *extra: str) -> list[str]:
+    return ["--data", str(data), "--input-size", "32", "--batch-size", "3", "--workers", "0", "--lr", "1e-3",
+            "--log-dir", str(logs), "--run-name", "r", "--no-progress", "--overlays", "1", *extra]
+
+
+def curve(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in record.items() if k not in TIMING} for record in history]
+
+
+def test_train_score_predict(square_dataset: Path, tmp_path: Path, capsys) -> None:
+    logs = tmp_path / "logs"
+    assert train("unet_bn", train_args(square_dataset, logs, "--epochs", "2", "--in-channels", "1")) == 0
+    run = logs / "unet_bn" / "r"
+    assert {"last.pt", "best.pt", "history.json"} <= {p.name for p in run.iterdir()}
+    assert any(p.name.startswith("events.out.tfevents") for p in run.iterdir())
+    checkpoint = load_checkpoint(run / "best.pt")
+    assert checkpoint["class_names"] == ["background", "square"] and checkpoint["epoch"] >= 1
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[1]["lr"] == pytest.approx(1e-3 * 0.92)
+
+    pred = tmp_path / "pred"
+    assert run_main(get_miou_prediction.main, ["--checkpoint", str(run / "best.pt"), "--data", str(square_dataset),
+                                               "--out", str(pred)]) == 0
+    assert sorted(p.name for p in pred.glob("*.png")) == ["img_6.png", "img_7.png"]
+    label = np.asarray(Image.open(pred / "img_6.png"))
+    assert label.shape == (32, 32) and set(np.unique(label)) <= {0, 1}
+
+    assert run_main(miou.main, ["--pred", str(pred), "--data", str(square_dataset)]) == 0
+    report = json.loads((pred / "miou.json").read_text())
+    assert report["images"] == 2 and report["pixels"] == 2 * 32 * 32
+    assert sum(map(sum, report["confusion_matrix"])) == 2 * 32 * 32
+    # The in-training validation mIoU (letterboxed at the same size) equals the offline score.
+    assert report["miou"] == pytest.approx(history[checkpoint["epoch"] - 1]["val_miou"], abs=1e-9)
+    assert "mIoU" in capsys.readouterr().out
+
+    out = tmp_path / "predict"
+    image = square_dataset / "Images" / "img_0.png"
+    assert run_main(predict.main, [str(image), "--checkpoint", str(run / "best.pt"), "--out", str(out)]) == 0
+    overlay = Image.open(out / "img_0_overlay.png")
+    assert overlay.size == (32, 32) and overlay.mode == "RGB"
+    assert np.asarray(Image.open(out / "img_0_label.png")).shape == (32, 32)
+
+
+def test_resume_matches_an_uninterrupted_run(square_dataset: Path, tmp_path: Path) -> None:
+    common = ("--in-channels", "1", "--augment", "light", "--deterministic", "--seed", "3")
+    assert train("att_unet", train_args(square_dataset, tmp_path / "a", "--epochs", "2", *common)) == 0
+    assert train("att_unet", train_args(square_dataset, tmp_path / "b", "--epochs", "1", *common)) == 0
+    first_half = tmp_path / "b" / "att_unet" / "r" / "last.pt"
+    assert train("att_unet", train_args(square_dataset, tmp_path / "b", "--epochs", "2", *common,
+                                        "--resume", str(first_half))) == 0
+    straight = load_checkpoint(tmp_path / "a" / "att_unet" / "r" / "last.pt")
+    resumed = load_checkpoint(first_half)
+    assert resumed["epoch"] == straight["epoch"] == 2
+    assert curve(resumed["history"]) == curve(straight["history"])
+    for key, tensor in straight["state_dict"].items():
+        assert torch.equal(tensor, resumed["state_dict"][key]), key
+
+
+def test_second_run_gets_a_new_folder(square_dataset: Path, tmp_path: Path) -> None:
+    for _ in range(2):
+        assert train("unet_bn", train_args(square_dataset, tmp_path, "--epochs", "1", "--in-channels", "1")) == 0
+    assert sorted(p.name for p in (tmp_path / "unet_bn").iterdir()) == ["r", "r-2"]
+
+
+def test_bad_data_exits_with_code_2(square_dataset: Path, tmp_path: Path, capsys) -> None:
+    (square_dataset / "Labels" / "img_1.png").write_bytes(b"")
+    assert train("unet", train_args(square_dataset, tmp_path, "--epochs", "1")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 1 problem(s)") and "img_1.png: empty file" in err
+    assert not (tmp_path / "unet").exists()  # nothing written before the data was checked

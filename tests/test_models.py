@@ -1,0 +1,91 @@
+"""Models: exact parameter counts, shapes at odd sizes, channels, registry, pretrained VGG16 loading."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from nets import MODEL_NAMES, build_model
+from nets.summary import count_flops, summarize
+from utils.errors import UserError
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name, num_classes, expected", [
+    ("unet", 21, 24_892_437), ("unet", 2, 24_891_202), ("unet_bn", 2, 34_527_106), ("att_unet", 2, 34_878_638),
+])
+def test_parameter_counts(name: str, num_classes: int, expected: int) -> None:
+    with torch.device("meta"):
+        assert n_params(build_model(name, num_classes=num_classes, in_channels=3)) == expected
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("in_channels, size", [(1, (37, 50)), (3, (32, 48))])
+def test_output_has_input_size(name: str, in_channels: int, size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=3, in_channels=in_channels).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, in_channels, *size))
+    assert out.shape == (2, 3, *size)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_backward_reaches_every_parameter(name: str) -> None:
+    model = build_model(name, num_classes=2, in_channels=1)
+    model(torch.randn(2, 1, 32, 32)).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_unknown_name_lists_valid_names() -> None:
+    with pytest.raises(ValueError, match="unet, unet_bn, att_unet"):
+        build_model("segformer", num_classes=2)
+
+
+def test_bad_input_is_explained() -> None:
+    model = build_model("unet_bn", num_classes=2, in_channels=3)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        model(torch.randn(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="at least 16"):
+        model(torch.randn(1, 3, 8, 32))
+
+
+def test_pretrained_torchvision_vgg16_loads(tmp_path) -> None:
+    torch.manual_seed(0)
+    reference = torchvision.models.vgg16(weights=None)
+    path = tmp_path / "vgg16.pth"
+    torch.save(reference.state_dict(), path)
+    model = build_model("unet", num_classes=2, in_channels=3, pretrained=str(path))
+    assert torch.equal(model.encoder.features[28].weight, reference.features[28].weight)
+    grey = build_model("unet", num_classes=2, in_channels=1, pretrained=str(path))
+    # A grey image equals an RGB image with equal channels, so the first layer's response must match.
+    x = torch.rand(1, 1, 16, 16)
+    torch.testing.assert_close(grey.encoder.features[0](x), reference.features[0](x.repeat(1, 3, 1, 1)))
+
+
+def test_pretrained_mismatch_is_a_clear_error(tmp_path) -> None:
+    path = tmp_path / "vgg16_bn.pth"
+    torch.save(torchvision.models.vgg11(weights=None).state_dict(), path)
+    with pytest.raises(UserError, match="not a torchvision VGG16"):
+        build_model("unet", num_classes=2, pretrained=str(path))
+    with pytest.raises(UserError, match="not found"):
+        build_model("unet", num_classes=2, pretrained=str(tmp_path / "missing.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file")
+    with pytest.raises(UserError, match="cannot read"):
+        build_model("unet", num_classes=2, pretrained=str(tmp_path / "junk.pth"))
+
+
+def test_flops_match_torch_flop_counter_figures() -> None:
+    with torch.device("meta"):
+        model = build_model("unet", num_classes=2)
+    assert round(count_flops(model, 256, 3) / 1e9, 1) == 112.6
+    assert round(count_flops(model, 256, 3, backward=True) / 1e9, 1) == 337.5
+
+
+def test_summary_lists_layers_and_totals() -> None:
+    text = summarize("att_unet", 64)
+    assert "parameters: 34,878,638" in text
+    assert "gates.0.psi.0" in text and "(1, 2, 64, 64)" in text
