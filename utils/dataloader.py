@@ -229,11 +229,14 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def unaugmented(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Letterboxed image (C, S, S), label (S, S) and optional weight map, before augmentation."""
         image, label, weights = self.cache[index] if self.cache_enabled else self._prepare(self.samples[index])
-        image_t = torch.from_numpy(image).permute(2, 0, 1)
-        label_t = torch.from_numpy(label)
-        weights_t = None if weights is None else torch.from_numpy(weights)
+        return (torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(label),
+                None if weights is None else torch.from_numpy(weights))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image_t, label_t, weights_t = self.unaugmented(index)
         if self.augmentation is not None:
             image_t, label_t, weights_t = self.augmentation(image_t, label_t, weights_t)
         item = {"image": image_t.contiguous(), "label": label_t.contiguous()}

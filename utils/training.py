@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from nets import build_model
-from utils.augment import build_augmentation
+from utils.augment import build_augmentation, sample_grid
 from utils.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from utils.cli import run_main, train_parser
 from utils.dataloader import SegmentationDataset
@@ -333,6 +333,7 @@ class Trainer:
         writer = SummaryWriter(str(self.run_dir))
         if self.start_epoch == 0:
             save_checkpoint(self.run_dir / "last.pt", self.checkpoint(0))
+            self._log_augmentation_samples(writer)
         epoch = self.start_epoch
         try:
             for epoch in range(self.start_epoch, self.args.epochs):
@@ -348,6 +349,17 @@ class Trainer:
         best = self.run_dir / "best.pt"
         print(f"done: best validation mIoU {self.best_miou:.4f}; checkpoints {self.run_dir / 'last.pt'}, {best}")
         return 0
+
+    def _log_augmentation_samples(self, writer: Any, count: int = 8) -> None:
+        """A grid of augmented training samples with their masks, so the preset can be checked by eye."""
+        augmentation = self.train_set.augmentation
+        if augmentation is None:
+            return
+        with torch.random.fork_rng():  # drawing the samples must not shift the run's random stream
+            torch.manual_seed(self.args.seed)
+            samples = [self.train_set.unaugmented(i)[:2] for i in range(min(count, len(self.train_set)))]
+            grid = sample_grid(samples, augmentation, num_classes=self.metric_classes)
+        writer.add_image("train/augmentation_samples", grid, 0)
 
     def _run_epoch(self, epoch: int, writer: Any) -> None:
         train = self.train_one_epoch(epoch)
