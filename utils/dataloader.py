@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from utils.errors import UserError
 from utils.fileio import read_lines
@@ -235,10 +235,14 @@ class SegmentationDataset(Dataset):
         return (torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(label),
                 None if weights is None else torch.from_numpy(weights))
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, sample_seed = key if isinstance(key, tuple) else (key, None)
         image_t, label_t, weights_t = self.unaugmented(index)
         if self.augmentation is not None:
-            image_t, label_t, weights_t = self.augmentation(image_t, label_t, weights_t)
+            with torch.random.fork_rng(devices=[]):
+                if sample_seed is not None:
+                    torch.manual_seed(sample_seed)
+                image_t, label_t, weights_t = self.augmentation(image_t, label_t, weights_t)
         item = {"image": image_t.contiguous(), "label": label_t.contiguous()}
         if weights_t is not None:
             item["weight"] = weights_t.contiguous()
@@ -254,3 +258,33 @@ def letterbox_float(values: np.ndarray, size: int) -> np.ndarray:
     out = np.zeros((size, size), dtype=np.float32)
     out[:new_h, :new_w] = values
     return out
+
+
+class SeededSampler(Sampler):
+    """Yields (index, seed) pairs: a seeded shuffle per epoch and one augmentation seed per sample.
+
+    The seed of a sample depends only on (run seed, epoch, index), so augmentations are the same
+    whatever the number of DataLoader workers, differ between samples and epochs, and a resumed run
+    draws exactly what the uninterrupted run drew. With `world_size` > 1 each rank takes every
+    `world_size`-th index of the shuffled order (padded to equal length, as DistributedSampler does).
+    """
+
+    def __init__(self, length: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
+        self.length, self.seed, self.shuffle = length, seed, shuffle
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order and seeds are drawn next."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.length // self.world_size)
+
+    def __iter__(self):
+        generator = np.random.default_rng([self.seed, self.epoch])
+        order = generator.permutation(self.length) if self.shuffle else np.arange(self.length)
+        order = np.resize(order, len(self) * self.world_size)[self.rank::self.world_size]
+        seeds = generator.integers(0, 2**63 - 1, size=self.length)
+        for index in order.tolist():
+            yield index, int(seeds[index])

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from nets import build_model
 from utils.augment import build_augmentation, sample_grid
 from utils.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from utils.cli import run_main, train_parser
-from utils.dataloader import SegmentationDataset
+from utils.dataloader import SeededSampler, SegmentationDataset
 from utils.errors import UserError
 from utils.fileio import write_json
 from utils.layout import IGNORE_INDEX, read_class_names
@@ -64,12 +66,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state(loader_generator: torch.Generator) -> dict[str, Any]:
-    """Every random-number state a resumed run needs, as tensors and plain types."""
+def rng_state() -> dict[str, Any]:
+    """The global random-number states (the sampler's draws depend on seed and epoch only)."""
     numpy_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "loader": loader_generator.get_state(),
         "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *map(float, numpy_state[2:])],
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
     }
@@ -78,10 +79,9 @@ def rng_state(loader_generator: torch.Generator) -> dict[str, Any]:
     return state
 
 
-def restore_rng_state(state: dict[str, Any], loader_generator: torch.Generator) -> None:
+def restore_rng_state(state: dict[str, Any]) -> None:
     """Inverse of rng_state."""
     torch.set_rng_state(state["torch"])
-    loader_generator.set_state(state["loader"])
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
     version, internal, gauss = state["python"]
@@ -153,10 +153,10 @@ class Trainer:
                                              args.cache_mb)
         self.val_set = SegmentationDataset(args.data, args.val_split, self.num_classes, self.in_channels,
                                            self.input_size, None, None, args.cache_mb)
-        self.loader_generator = torch.Generator().manual_seed(args.seed)
+        self.train_sampler = SeededSampler(len(self.train_set), args.seed)
         loader_options = dict(batch_size=args.batch_size, num_workers=args.workers,
                               pin_memory=self.device.type == "cuda", persistent_workers=args.workers > 0)
-        self.train_loader = DataLoader(self.train_set, shuffle=True, generator=self.loader_generator,
+        self.train_loader = DataLoader(self.train_set, sampler=self.train_sampler,
                                        drop_last=len(self.train_set) > args.batch_size, **loader_options)
         self.val_loader = DataLoader(self.val_set, shuffle=False, **loader_options)
 
@@ -180,6 +180,7 @@ class Trainer:
             self.amp_dtype = torch.bfloat16 if cuda_bf16 or self.device.type == "cpu" else torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.start_epoch, self.best_miou, self.history = 0, -1.0, []
+        self.stop_requested = False
         if resume:
             self._restore(resume)
             self.run_dir = Path(args.resume) if Path(args.resume).is_dir() else Path(args.resume).parent
@@ -230,7 +231,7 @@ class Trainer:
         self.start_epoch = int(checkpoint["epoch"])
         self.best_miou = float(checkpoint.get("best_miou", -1.0))
         self.history = list(checkpoint.get("history", []))
-        restore_rng_state(checkpoint["rng"], self.loader_generator)
+        restore_rng_state(checkpoint["rng"])
 
     def checkpoint(self, epoch: int, with_training_state: bool = True) -> dict[str, Any]:
         """Everything later scripts and a resumed run need, as tensors and plain types."""
@@ -249,7 +250,7 @@ class Trainer:
         if with_training_state:
             state.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                          scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {},
-                         rng=rng_state(self.loader_generator))
+                         rng=rng_state())
         return state
 
     def _forward_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -263,6 +264,7 @@ class Trainer:
     def train_one_epoch(self, epoch: int) -> EpochStats:
         """One pass over the training split; non-finite losses are skipped and counted."""
         self.model.train()
+        self.train_sampler.set_epoch(epoch)
         stats, consecutive_bad = EpochStats(), 0
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.args.epochs} train", leave=False,
                    disable=not self.args.progress, dynamic_ncols=True)
@@ -293,6 +295,7 @@ class Trainer:
             stats.step_seconds += done - loaded
             tick = done
             bar.set_postfix(loss=f"{stats.loss / stats.steps:.4f}", f_score=f"{stats.f_score / stats.steps:.4f}")
+            self._check_stop()
         if stats.steps == 0:
             raise UserError(f"no training step succeeded in epoch {epoch + 1} ({stats.bad_steps} non-finite losses)")
         stats.loss /= stats.steps
@@ -314,6 +317,7 @@ class Trainer:
             stats.loss += float(loss)
             stats.f_score += f_score(logits, labels)
             stats.steps += 1
+            self._check_stop()
             for image, prediction in zip(batch["image"], pred.cpu()):
                 if len(overlays) < self.args.overlays:
                     overlays.append(overlay(image.permute(1, 2, 0).numpy(), prediction.numpy().astype(np.uint8),
@@ -335,6 +339,7 @@ class Trainer:
             save_checkpoint(self.run_dir / "last.pt", self.checkpoint(0))
             self._log_augmentation_samples(writer)
         epoch = self.start_epoch
+        previous_handlers = self._catch_stop_signals()
         try:
             for epoch in range(self.start_epoch, self.args.epochs):
                 self._run_epoch(epoch, writer)
@@ -345,10 +350,34 @@ class Trainer:
                   f"python {Path(sys.argv[0]).name} --resume {self.run_dir / 'last.pt'}", file=sys.stderr)
             return 130
         finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
             writer.close()
         best = self.run_dir / "best.pt"
         print(f"done: best validation mIoU {self.best_miou:.4f}; checkpoints {self.run_dir / 'last.pt'}, {best}")
         return 0
+
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """Turn Ctrl-C / SIGTERM into a stop at the next step boundary, never inside a checkpoint write.
+
+        A second signal interrupts at once.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        self.stop_requested = False
+
+        def request_stop(signum: int, _frame: Any) -> None:
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            print(f"\n{signal.Signals(signum).name}: stopping after this step (again to stop at once)",
+                  file=sys.stderr)
+
+        return {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def _check_stop(self) -> None:
+        if self.stop_requested:
+            raise KeyboardInterrupt
 
     def _log_augmentation_samples(self, writer: Any, count: int = 8) -> None:
         """A grid of augmented training samples with their masks, so the preset can be checked by eye."""

@@ -1,0 +1,118 @@
+"""Trustworthy runs: SIGKILL and Ctrl-C recovery, seeded workers, NaN losses, unwritable folders."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from tests.conftest import ROOT
+from utils.augment import build_augmentation
+from utils.checkpoint import load_checkpoint
+from utils.dataloader import SeededSampler, SegmentationDataset
+from utils.errors import UserError
+from utils.training import train
+
+TIMING = ("data_seconds", "step_seconds")
+
+
+def args(data: Path, logs: Path, epochs: int, *extra: str) -> list[str]:
+    return ["--data", str(data), "--input-size", "32", "--batch-size", "2", "--workers", "0", "--lr", "1e-3",
+            "--in-channels", "1", "--augment", "medical", "--deterministic", "--seed", "7", "--epochs", str(epochs),
+            "--log-dir", str(logs), "--run-name", "r", "--no-progress", *extra]
+
+
+def start(arguments: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "unet_bn_train_medical.py", *arguments], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_epoch(path: Path, epoch: int, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and load_checkpoint(path)["epoch"] >= epoch:
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    raise AssertionError(f"no checkpoint of epoch {epoch} within {timeout} s")
+
+
+def curve(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in record.items() if k not in TIMING} for record in history]
+
+
+def test_sampler_draws_depend_on_seed_and_epoch_only() -> None:
+    sampler = SeededSampler(10, seed=1)
+    first = list(sampler)
+    assert list(sampler) == first and sorted(i for i, _ in first) == list(range(10))
+    assert len({s for _, s in first}) == 10
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    shards = [list(SeededSampler(10, seed=1, rank=r, world_size=3)) for r in range(3)]
+    assert [len(s) for s in shards] == [4, 4, 4]
+    assert {i for shard in shards for i, _ in shard} == set(range(10))
+
+
+def test_worker_augmentations_differ_and_repeat(tmp_path: Path, square_dataset: Path) -> None:
+    # Four copies of one image: any repeated random stream would show up as identical outputs.
+    (square_dataset / "ImageSets" / "Segmentation" / "same.txt").write_text("img_0\n" * 4)
+    data = SegmentationDataset(square_dataset, "same", 2, 1, 32, build_augmentation("medical"))
+
+    def draw(workers: int) -> list[torch.Tensor]:
+        sampler = SeededSampler(len(data), seed=5)
+        loader = DataLoader(data, sampler=sampler, batch_size=1, num_workers=workers)
+        images = []
+        for epoch in range(2):
+            sampler.set_epoch(epoch)
+            images += [batch["image"] for batch in loader]
+        return images
+
+    with_workers = draw(2)
+    assert all(not torch.equal(a, b) for i, a in enumerate(with_workers) for b in with_workers[i + 1:])
+    assert all(torch.equal(a, b) for a, b in zip(with_workers, draw(0)))
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path: Path, square_dataset: Path) -> None:
+    assert train("unet_bn", args(square_dataset, tmp_path / "straight", 3)) == 0
+    killed = start(args(square_dataset, tmp_path / "killed", 3))
+    last = tmp_path / "killed" / "unet_bn" / "r" / "last.pt"
+    wait_for_epoch(last, 1, killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert train("unet_bn", args(square_dataset, tmp_path / "killed", 3, "--resume", str(last))) == 0
+    straight = load_checkpoint(tmp_path / "straight" / "unet_bn" / "r" / "last.pt")
+    resumed = load_checkpoint(last)
+    assert resumed["epoch"] == 3 and curve(resumed["history"]) == curve(straight["history"])
+    assert all(torch.equal(t, resumed["state_dict"][k]) for k, t in straight["state_dict"].items())
+
+
+def test_ctrl_c_saves_and_explains_resume(tmp_path: Path, square_dataset: Path) -> None:
+    process = start(args(square_dataset, tmp_path, 50))
+    run = tmp_path / "unet_bn" / "r"
+    wait_for_epoch(run / "last.pt", 1, process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert "--resume" in err and str(run / "last.pt") in err and "Traceback" not in err
+    assert load_checkpoint(run / "interrupted.pt")["state_dict"]
+
+
+def test_nan_losses_stop_the_run_and_keep_the_checkpoint(tmp_path: Path, square_dataset: Path,
+                                                         monkeypatch, capsys) -> None:
+    monkeypatch.setattr("utils.losses.SegmentationLoss.__call__",
+                        lambda self, logits, target, weights=None: logits.sum() * float("nan"))
+    assert train("unet_bn", args(square_dataset, tmp_path, 2, "--max-bad-steps", "2")) == 2
+    assert "NaN or infinite for 2 steps in a row" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "unet_bn" / "r" / "last.pt")["epoch"] == 0
+
+
+def test_unwritable_log_folder_is_refused(tmp_path: Path, square_dataset: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert train("unet_bn", args(square_dataset, blocker, 1)) == 2
+    assert "cannot write to the log folder" in capsys.readouterr().err
