@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,13 @@ from utils.dataloader import find_samples, label_to_array, open_image, read_spli
 from utils.errors import UserError
 from utils.fileio import write_json
 from utils.layout import IGNORE_INDEX, index_by_stem, read_class_names
-from utils.metrics import scores_from_confusion
+from utils.metrics import dice_per_class, mean_case_dice, scores_from_confusion
+from utils.splits import group_of
 
 
-def accumulate(pairs: list[tuple[Path, Path]], num_classes: int) -> np.ndarray:
-    """Confusion matrix over every pixel of every (prediction, label) pair; 255 in the label is skipped."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+def accumulate(pairs: list[tuple[Path, Path]], num_classes: int) -> list[np.ndarray]:
+    """One confusion matrix per (prediction, label) pair over all its pixels; 255 in the label is skipped."""
+    matrices = []
     for pred_path, label_path in tqdm(pairs, desc="score", leave=False):
         pred = label_to_array(open_image(pred_path), pred_path).astype(np.int64)
         label = label_to_array(open_image(label_path), label_path).astype(np.int64)
@@ -30,9 +32,38 @@ def accumulate(pairs: list[tuple[Path, Path]], num_classes: int) -> np.ndarray:
         if out_of_range.size:
             raise UserError(f"{label_path} / {pred_path}: values {out_of_range.tolist()} are not below "
                             f"--num-classes {num_classes}")
-        matrix += np.bincount(label[valid] * num_classes + pred[valid],
-                              minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-    return matrix
+        matrices.append(np.bincount(label[valid] * num_classes + pred[valid],
+                                    minlength=num_classes * num_classes).reshape(num_classes, num_classes))
+    return matrices
+
+
+def read_groups(data: Path, stems: list[str], pattern: str | None) -> dict[str, str] | None:
+    """stem -> case group (patient): from --group REGEX, else the importer's groups.json, else None."""
+    if pattern:
+        return group_of(stems, pattern)
+    path = data / "groups.json"
+    if not path.is_file():
+        return None
+    groups = json.loads(path.read_text(encoding="utf-8"))
+    missing = [s for s in stems if s not in groups]
+    if missing:
+        raise UserError(f"{path} names no group for {len(missing)} image(s): {', '.join(missing[:10])}")
+    return {s: groups[s] for s in stems}
+
+
+def case_report(matrices: list[np.ndarray], stems: list[str], groups: dict[str, str] | None,
+                empty: float | None) -> dict:
+    """Mean per-image Dice per class and, for grouped data, mean per-group (patient volume) Dice."""
+    report = {"empty_case_rule": "excluded" if empty is None else "counted as 1",
+              "mean_image_dice": mean_case_dice(matrices, empty)}
+    if groups:
+        summed: dict[str, np.ndarray] = {}
+        for stem, matrix in zip(stems, matrices):
+            summed[groups[stem]] = summed.get(groups[stem], 0) + matrix
+        report["groups"] = len(summed)
+        report["mean_group_dice"] = mean_case_dice(list(summed.values()), empty)
+        report["group_dice"] = {name: dice_per_class(m, empty) for name, m in sorted(summed.items())}
+    return report
 
 
 def format_report(scores: dict) -> str:
@@ -55,9 +86,20 @@ def format_report(scores: dict) -> str:
     lines.append(f"mIoU {fmt(scores['miou']).strip()}  mPA {fmt(scores['mpa']).strip()}  "
                  f"mDice {fmt(scores['mdice']).strip()}  pixel accuracy {fmt(scores['pixel_accuracy']).strip()}"
                  f"  ({scores['pixels']} pixels, {scores['images']} images)")
+    cases = scores["per_case"]
+    rule = f"case where a class is in neither map: {cases['empty_case_rule']}"
+    lines.append("mean per-image Dice: " + dice_list(names, cases["mean_image_dice"]) + f"  ({rule})")
+    if "mean_group_dice" in cases:
+        lines.append(f"mean per-group Dice ({cases['groups']} groups, e.g. patients): "
+                     + dice_list(names, cases["mean_group_dice"]))
     if scores["absent_classes"]:
         lines.append(f"left out of the means (absent from labels and predictions): {', '.join(scores['absent_classes'])}")
     return "\n".join(lines)
+
+
+def dice_list(names: list[str], values: list[float | None]) -> str:
+    """'liver 0.9123, tumour -' style listing."""
+    return ", ".join(f"{n} {v:.4f}" if v is not None else f"{n} -" for n, v in zip(names, values))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-classes", type=int, default=None,
                         help="classes (default: lines of classes.txt, else 2)")
     parser.add_argument("--json", default=None, help="report file (default: <pred>/miou.json)")
+    parser.add_argument("--group", default=None,
+                        help="regex on the stem naming the case group (patient) for per-group Dice "
+                             "(default: the dataset's groups.json when present)")
+    parser.add_argument("--empty-case", choices=("exclude", "one"), default="exclude",
+                        help="per-case Dice when a class is in neither prediction nor label: "
+                             "leave the case out of that class's mean, or count it as 1")
     args = parser.parse_args(argv)
     names = read_class_names(args.data)
     num_classes = max(args.num_classes or (len(names) if names else 2), 2)
@@ -80,9 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise UserError(f"{len(missing)} image(s) of split '{args.split}' have no prediction in {args.pred}: "
                         f"{', '.join(missing[:10])}")
-    matrix = accumulate([(predictions[s.stem], s.label_path) for s in samples], num_classes)
-    scores = scores_from_confusion(matrix, names)
+    matrices = accumulate([(predictions[s.stem], s.label_path) for s in samples], num_classes)
+    scores = scores_from_confusion(sum(matrices), names)
     scores.update(images=len(samples), split=args.split, data=str(args.data), pred=str(args.pred))
+    stems = [s.stem for s in samples]
+    empty = None if args.empty_case == "exclude" else 1.0
+    scores["per_case"] = case_report(matrices, stems, read_groups(Path(args.data), stems, args.group), empty)
     print(format_report(scores))
     report = Path(args.json) if args.json else Path(args.pred) / "miou.json"
     write_json(report, scores)

@@ -90,3 +90,30 @@ def test_bad_data_exits_with_code_2(square_dataset: Path, tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert err.startswith("error: 1 problem(s)") and "img_1.png: empty file" in err
     assert not (tmp_path / "unet").exists()  # nothing written before the data was checked
+
+
+def test_miou_per_case_and_per_patient_dice(tmp_path: Path) -> None:
+    from tests.conftest import write_pair, write_split
+    # Patient A: image a1 label 2 px of class 1, prediction hits 1 (+1 false positive) -> Dice 2*1/(2+2) = 0.5
+    # Patient A: image a2 has no class 1 in label or prediction -> undefined, excluded (or 1 with --empty-case one)
+    # Patient B: image b1 label 4 px, prediction exact -> Dice 1.
+    def maps(label_px: list[int], pred_px: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        label, pred = np.zeros((1, 8), np.uint8), np.zeros((1, 8), np.uint8)
+        label[0, label_px], pred[0, pred_px] = 1, 1
+        return label, pred
+
+    cases = {"A_1": maps([0, 1], [1, 2]), "A_2": maps([], []), "B_1": maps([0, 1, 2, 3], [0, 1, 2, 3])}
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    for stem, (label, pred) in cases.items():
+        write_pair(tmp_path, stem, label * 0, label)
+        Image.fromarray(pred).save(pred_dir / f"{stem}.png")
+    write_split(tmp_path, "val", list(cases))
+    assert run_main(miou.main, ["--pred", str(pred_dir), "--data", str(tmp_path), "--group", "^(.)_"]) == 0
+    cases_report = json.loads((pred_dir / "miou.json").read_text())["per_case"]
+    assert cases_report["mean_image_dice"][1] == pytest.approx((0.5 + 1.0) / 2)
+    # Per patient: A sums to tp 1, fp 1, fn 1 -> 0.5; B -> 1; mean 0.75.
+    assert cases_report["mean_group_dice"][1] == pytest.approx(0.75) and cases_report["groups"] == 2
+    assert run_main(miou.main, ["--pred", str(pred_dir), "--data", str(tmp_path), "--empty-case", "one"]) == 0
+    assert json.loads((pred_dir / "miou.json").read_text())["per_case"]["mean_image_dice"][1] == \
+        pytest.approx((0.5 + 1.0 + 1.0) / 3)

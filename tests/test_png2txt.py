@@ -10,6 +10,7 @@ import png2txt
 from tests.conftest import write_pair
 from utils.cli import run_main
 from utils.errors import UserError
+from utils.splits import split_stems
 
 
 def make(root: Path, stems: list[str]) -> None:
@@ -45,7 +46,7 @@ def test_group_keeps_patients_on_one_side(tmp_path: Path) -> None:
 def test_unmatched_group_and_bad_regex_are_errors(tmp_path: Path) -> None:
     make(tmp_path, ["a_1", "b"])
     with pytest.raises(UserError, match="matches no group in 1 file"):
-        png2txt.split_stems(["a_1", "b"], 0.5, 0, r"^(\w)_\d")
+        split_stems(["a_1", "b"], 0.5, 0, r"^(\w)_\d")
     assert run_main(png2txt.main, ["--data", str(tmp_path), "--group", "("]) == 2
 
 

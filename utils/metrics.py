@@ -126,3 +126,21 @@ def case_dice(pred: np.ndarray, target: np.ndarray, foreground: int = 1, empty: 
     if denom == 0:
         return empty
     return 2.0 * int((p & t).sum()) / denom
+
+
+def dice_per_class(matrix: np.ndarray, empty: float | None = None) -> list[float | None]:
+    """Dice of every class from one case's confusion matrix; `empty` where a class is in neither map."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    tp = np.diag(matrix)
+    denom = matrix.sum(axis=0) + matrix.sum(axis=1)
+    return [float(2 * t / d) if d else empty for t, d in zip(tp, denom)]
+
+
+def mean_case_dice(matrices: Sequence[np.ndarray], empty: float | None = None) -> list[float | None]:
+    """Per class, the mean over cases of the case's Dice (cases where it is undefined and `empty` is None are skipped)."""
+    per_case = [dice_per_class(m, empty) for m in matrices]
+    means: list[float | None] = []
+    for values in zip(*per_case):
+        defined = [v for v in values if v is not None]
+        means.append(float(np.mean(defined)) if defined else None)
+    return means
