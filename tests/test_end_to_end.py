@@ -86,10 +86,15 @@ def test_second_run_gets_a_new_folder(square_dataset: Path, tmp_path: Path) -> N
 
 def test_bad_data_exits_with_code_2(square_dataset: Path, tmp_path: Path, capsys) -> None:
     (square_dataset / "Labels" / "img_1.png").write_bytes(b"")
+    (square_dataset / "Images" / "img_7.png").unlink()
     assert train("unet", train_args(square_dataset, tmp_path, "--epochs", "1")) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: 1 problem(s)") and "img_1.png: empty file" in err
+    assert err.startswith("error: split 'train': 1 problem(s)") and "img_1.png: empty file" in err
+    assert "split 'val'" in err and "img_7.*: image listed in the split but missing" in err
     assert not (tmp_path / "unet").exists()  # nothing written before the data was checked
+    assert run_main(predict.main, [str(square_dataset / "Images" / "img_0.png"), "--checkpoint",
+                                   str(tmp_path / "none.pt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
 
 
 def test_miou_per_case_and_per_patient_dice(tmp_path: Path) -> None:

@@ -68,3 +68,7 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a folder that cannot be written, a full disk: the path and reason suffice
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2

@@ -148,11 +148,11 @@ class Trainer:
         if args.weight_map:
             from utils.weightmap import unet_weight_map
             weight_map = unet_weight_map
-        self.train_set = SegmentationDataset(args.data, args.train_split, self.num_classes, self.in_channels,
-                                             self.input_size, build_augmentation(args.augment), weight_map,
-                                             args.cache_mb)
-        self.val_set = SegmentationDataset(args.data, args.val_split, self.num_classes, self.in_channels,
-                                           self.input_size, None, None, args.cache_mb)
+        try:
+            augmentation = build_augmentation(args.augment)
+        except ValueError as exc:
+            raise UserError(f"--augment: {exc}") from None
+        self.train_set, self.val_set = self._datasets(augmentation, weight_map)
         self.train_sampler = SeededSampler(len(self.train_set), args.seed)
         loader_options = dict(batch_size=args.batch_size, num_workers=args.workers,
                               pin_memory=self.device.type == "cuda", persistent_workers=args.workers > 0)
@@ -186,6 +186,19 @@ class Trainer:
             self.run_dir = Path(args.resume) if Path(args.resume).is_dir() else Path(args.resume).parent
         else:
             self.run_dir = new_run_dir(Path(args.log_dir), model_name, args.run_name)
+
+    def _datasets(self, augmentation: Any, weight_map: Any) -> tuple[SegmentationDataset, SegmentationDataset]:
+        """Load and check both splits; the problems of both are reported in one message."""
+        args, datasets, problems = self.args, [], []
+        for split, augment, weights in ((args.train_split, augmentation, weight_map), (args.val_split, None, None)):
+            try:
+                datasets.append(SegmentationDataset(args.data, split, self.num_classes, self.in_channels,
+                                                    self.input_size, augment, weights, args.cache_mb))
+            except UserError as exc:
+                problems.append(f"split '{split}': {exc}")
+        if problems:
+            raise UserError("\n".join(problems))
+        return datasets[0], datasets[1]
 
     def _classes(self, resume: dict | None) -> tuple[list[str], int]:
         if resume:
