@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as nnf
 from torchvision.transforms.v2 import functional as F
 
-from utils.augment import PRESETS, Augmentation, _RotateElastic, build_augmentation, label_colours, sample_grid
+from utils.augment import PRESETS, Augmentation, _RotateElastic, build_augmentation
 
 ACTIVE = [name for name in PRESETS if name != "none"]
 CODES = torch.tensor([40.0, 120.0, 200.0])  # image grey level of classes 0, 1, 2
@@ -210,28 +210,3 @@ def test_noise_clamps_instead_of_wrapping():
         # noise; a uint8 wrap-around of 255 + noise would land near 0.
         assert out_image.min() >= 100
     assert noisy > 0
-
-
-def test_label_colours_are_distinct_and_ignore_is_black():
-    colours = label_colours(torch.tensor([[0, 1, 2, 3, 255, 7]]), num_classes=4)
-    assert colours.shape == (3, 1, 6) and colours.dtype == torch.uint8
-    per_class = {tuple(colours[:, 0, i].tolist()) for i in range(4)}
-    assert len(per_class) == 4 and (0, 0, 0) not in per_class
-    assert colours[:, 0, 4].tolist() == [0, 0, 0] and colours[:, 0, 5].tolist() == [0, 0, 0]
-
-
-def test_sample_grid_blends_labels_over_images():
-    label = torch.zeros(20, 24, dtype=torch.uint8)
-    label[:, 12:] = 1
-    label[0, 0] = 255
-    image = torch.full((1, 20, 24), 100, dtype=torch.uint8)
-    grid = sample_grid([(image, label)] * 5, None, per_row=4, num_classes=2)
-    assert grid.dtype == torch.uint8 and grid.shape == (3, 2 + 2 * 22, 2 + 4 * 26)
-    tile = grid[:, 2:22, 2:26]
-    assert tile[:, 0, 0].tolist() == [100, 100, 100]  # ignored: image only
-    colour = label_colours(torch.tensor([[0, 1]]), 2)[:, 0]
-    assert tile[:, 5, 5].tolist() == ((100 + colour[:, 0].float()) / 2).round().int().tolist()
-    assert tile[:, 5, 20].tolist() == ((100 + colour[:, 1].float()) / 2).round().int().tolist()
-    augmented = sample_grid([(encode(block_label(32, 32, 4, seed=5), 3), block_label(32, 32, 4, seed=5))] * 2,
-                            build_augmentation("em"))
-    assert augmented.shape == (3, 36, 70)

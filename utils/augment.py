@@ -29,7 +29,6 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
-from torchvision.utils import make_grid
 
 from utils.layout import IGNORE_INDEX
 
@@ -179,39 +178,3 @@ def build_augmentation(preset: str) -> Augmentation | None:
         return Augmentation([_ScaleCrop(0.5, 2.0), flip_h],
                             [v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2)])
     raise ValueError(f"unknown augmentation preset '{preset}'; choose one of: {', '.join(PRESETS)}")
-
-
-def _palette(num_classes: int) -> torch.Tensor:
-    """(256, 3) uint8 lookup: classes get evenly spaced fully saturated hues, everything else black."""
-    table = torch.zeros(256, 3, dtype=torch.uint8)
-    for index in range(min(num_classes, IGNORE_INDEX)):
-        hue = 6.0 * index / num_classes
-        # HSV -> RGB with s = v = 1: each channel ramps on a hexagon offset by a third of the circle.
-        rgb = [min(max(abs((hue + shift) % 6.0 - 3.0) - 1.0, 0.0), 1.0) for shift in (0.0, 4.0, 2.0)]
-        table[index] = torch.tensor([round(255 * c) for c in rgb], dtype=torch.uint8)
-    return table
-
-
-def label_colours(label: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Colour a (H, W) label as uint8 (3, H, W); ids outside [0, num_classes), 255 included, are black."""
-    return _palette(num_classes)[label.long().clamp(0, 255)].permute(2, 0, 1).contiguous()
-
-
-def sample_grid(dataset_samples: list[tuple[torch.Tensor, torch.Tensor]], augmentation: Augmentation | None,
-                per_row: int = 4, num_classes: int | None = None) -> torch.Tensor:
-    """uint8 (3, H', W') grid of (augmented) same-size images with their labels blended in colour."""
-    if not dataset_samples:
-        raise ValueError("sample_grid needs at least one (image, label) pair")
-    tiles = []
-    for image, label in dataset_samples:
-        if augmentation is not None:
-            image, label, _ = augmentation(image, label)
-        tiles.append((image.expand(3, -1, -1), label))
-    if num_classes is None:
-        valid = [label[label != IGNORE_INDEX] for _, label in tiles]
-        num_classes = 1 + max((int(v.max()) for v in valid if v.numel()), default=0)
-    blended = []
-    for image, label in tiles:
-        mix = (image.float() + label_colours(label, num_classes).float()) / 2
-        blended.append(torch.where(label == IGNORE_INDEX, image.float(), mix).round().to(torch.uint8))
-    return make_grid(blended, nrow=per_row, padding=2)

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from nets import build_model
-from utils.augment import build_augmentation, sample_grid
+from utils.augment import build_augmentation
 from utils.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from utils.cli import run_main, train_parser
 from utils.dataloader import SeededSampler, SegmentationDataset
@@ -27,7 +27,7 @@ from utils.fileio import write_json
 from utils.layout import IGNORE_INDEX, read_class_names
 from utils.losses import SegmentationLoss, parse_loss
 from utils.metrics import ConfusionMatrix, f_score, predict_labels, scores_from_confusion
-from utils.visualize import overlay
+from utils.visualize import overlay, sample_grid
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -400,7 +400,7 @@ class Trainer:
         with torch.random.fork_rng():  # drawing the samples must not shift the run's random stream
             torch.manual_seed(self.args.seed)
             samples = [self.train_set.unaugmented(i)[:2] for i in range(min(count, len(self.train_set)))]
-            grid = sample_grid(samples, augmentation, num_classes=self.metric_classes)
+            grid = sample_grid(samples, augmentation, self.metric_classes)
         writer.add_image("train/augmentation_samples", grid, 0)
 
     def _run_epoch(self, epoch: int, writer: Any) -> None:

@@ -1,7 +1,11 @@
 """Colour palettes and image/label overlays for TensorBoard and predict.py."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
+import torch
+from torchvision.utils import make_grid
 
 from utils.layout import IGNORE_INDEX
 
@@ -36,3 +40,15 @@ def overlay(image: np.ndarray, label: np.ndarray, num_classes: int, alpha: float
     mask = (label != 0) & (label != IGNORE_INDEX)
     blended[mask] = (1 - alpha) * blended[mask] + alpha * colours[mask]
     return blended.round().clip(0, 255).astype(np.uint8)
+
+
+def sample_grid(samples: list[tuple[torch.Tensor, torch.Tensor]], augmentation: Callable | None,
+                num_classes: int, per_row: int = 4) -> torch.Tensor:
+    """uint8 (3, H', W') grid of (augmented) same-size images (C, H, W) with their labels (H, W) overlaid."""
+    tiles = []
+    for image, label in samples:
+        if augmentation is not None:
+            image, label, _ = augmentation(image, label)
+        blended = overlay(image.permute(1, 2, 0).numpy(), label.numpy(), num_classes)
+        tiles.append(torch.from_numpy(blended).permute(2, 0, 1))
+    return make_grid(tiles, nrow=per_row, padding=2)
