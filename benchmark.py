@@ -1,0 +1,473 @@
+"""Benchmark the models: train and inference img/s, peak memory, achieved GFLOP/s against a measured
+matmul peak, each plain ("eager-fp32-nchw") and "tuned" side by side on one device.
+
+Every (model, variant) runs in a fresh spawned process, so one configuration's peak memory (a process
+high-water mark) cannot leak into the next. Writes <out>/benchmark.json (raw numbers, environment) and
+<out>/benchmark.md (the table).
+
+Usage: python benchmark.py --models unet_bn --size 256 --batch-size 2 --steps 5
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from nets import MODEL_NAMES, build_model
+from nets.summary import count_flops
+from utils.cli import HelpFormatter, add_device_argument, run_main
+from utils.errors import UserError
+from utils.fileio import write_json, write_text
+from utils.training import default_normalization, normalize, resolve_device
+
+GIB = 2**30
+POOL_BATCHES = 4  # the synthetic dataset is re-iterated, so its size (and RSS) does not grow with --steps
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The performance levers one measurement uses."""
+
+    name: str
+    channels_last: bool = False
+    compile: bool = False
+    amp: bool = False  # autocast to bfloat16
+    cudnn_benchmark: bool = False
+    fused_adam: bool = False
+
+
+EAGER = Variant("eager-fp32-nchw")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a worker process needs to measure one (model, variant)."""
+
+    model: str
+    variant: Variant
+    device: str
+    size: int
+    batch: int
+    steps: int
+    warmup: int
+    threads: int
+    in_channels: int
+    num_classes: int
+
+
+def cpuinfo(field: str) -> list[str]:
+    """Every value of `field` in /proc/cpuinfo, one per logical CPU (none where that file is missing)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            pairs = [line.partition(":") for line in handle]
+    except OSError:
+        return []
+    return [value.strip() for key, _, value in pairs if key.strip() == field]
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs in hardware: CUDA compute capability 8+, or oneDNN on a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    flags = set(next(iter(cpuinfo("flags")), "").split())
+    return torch.backends.mkldnn.is_available() and bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so wall-clock times cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(work: Callable[[], object], device: torch.device) -> float:
+    """Seconds `work` takes, device work included."""
+    synchronize(device)
+    start = time.perf_counter()
+    work()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, seconds: float) -> dict[str, Any]:
+    """GFLOP/s of back-to-back n x n matmuls (2 n^3 FLOP each), timed for about `seconds`."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    out = torch.empty_like(a)
+    timed(lambda: torch.mm(a, b, out=out), device)  # the first call pays for library set-up
+    single = timed(lambda: torch.mm(a, b, out=out), device)
+    repeats = max(1, round(seconds / single))
+    elapsed = timed(lambda: [torch.mm(a, b, out=out) for _ in range(repeats)], device)
+    return {"dtype": str(dtype).removeprefix("torch."), "n": n, "repeats": repeats, "seconds": elapsed,
+            "gflops": 2 * n**3 * repeats / elapsed / 1e9}
+
+
+def probe_environment(device_name: str, threads: int, peak_seconds: float) -> dict[str, Any]:
+    """Hardware, versions and matmul peaks, measured in a worker process like the models."""
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    bf16 = native_bf16(device)
+    peaks = {"fp32": matmul_peak(device, torch.float32, 2048, peak_seconds)}
+    if device.type == "cuda" or bf16:
+        peaks["bf16"] = matmul_peak(device, torch.bfloat16, 8192 if device.type == "cuda" else 2048, peak_seconds)
+    env = {"device": device_name, "cpu": next(iter(cpuinfo("model name")), "") or platform.processor() or "CPU",
+           "physical_cores": len(set(zip(cpuinfo("physical id"), cpuinfo("core id")))) or None,
+           "logical_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+           "threads": threads, "torch": torch.__version__, "python": platform.python_version(),
+           "native_bf16": bf16, "peaks": peaks}
+    if device.type == "cuda":
+        env.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                   cudnn=torch.backends.cudnn.version(), cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+                   matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32)
+    return env
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far (getrusage's high-water mark)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / GIB if sys.platform == "darwin" else peak * 1024 / GIB  # bytes on macOS, KiB on Linux
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """bf16 autocast when `enabled`."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def forever(loader: DataLoader) -> Iterator[list[torch.Tensor]]:
+    """The loader's batches, pass after pass."""
+    while True:
+        yield from loader
+
+
+class Measurement:
+    """One model with one variant's levers on one device; `inference` and `training` time it."""
+
+    def __init__(self, config: Config) -> None:
+        torch.set_num_threads(config.threads)
+        torch.manual_seed(0)
+        self.config, self.variant, self.device = config, config.variant, torch.device(config.device)
+        torch.backends.cudnn.benchmark = self.variant.cudnn_benchmark
+        self.normalization = default_normalization(config.in_channels)
+        model = build_model(config.model, num_classes=config.num_classes, in_channels=config.in_channels)
+        self.model = model.to(self.device, memory_format=self._memory_format())
+        self.compiled = torch.compile(self.model) if self.variant.compile else self.model
+
+    def _memory_format(self) -> torch.memory_format:
+        """channels_last for the tuned variant when asked for, else the default NCHW."""
+        return torch.channels_last if self.variant.channels_last else torch.contiguous_format
+
+    def _inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images on the device -> normalised float input in the variant's memory format."""
+        return normalize(images, self.normalization).contiguous(memory_format=self._memory_format())
+
+    def _first_call(self, run: Callable[[nn.Module], object]) -> nn.Module:
+        """Run `run` once (warm-up) with the compiled model; if compiling fails, say so and use the eager one."""
+        if self.compiled is self.model:
+            run(self.model)
+            return self.model
+        try:
+            run(self.compiled)
+            return self.compiled
+        except Exception as exc:  # any compiler failure (no C++ compiler, unsupported op, ...) means: measure eager
+            torch.compiler.reset()
+            self.compiled = self.model  # the other phase would fail the same way; don't pay for it twice
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            print(f"note: torch.compile failed for {self.config.model} ({type(exc).__name__}: {reason}); "
+                  f"measuring it without compile", file=sys.stderr, flush=True)
+            run(self.model)
+            return self.model
+
+    def _phase_result(self, seconds: float, net: nn.Module) -> dict[str, Any]:
+        """img/s of the timed steps, and whether they ran compiled."""
+        images = self.config.steps * self.config.batch
+        return {"seconds": seconds, "img_per_s": images / seconds, "compiled": net is not self.model}
+
+    def _reset_cuda_peak(self) -> None:
+        """Start a new CUDA high-water mark (the CPU one cannot be reset, hence inference first)."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def _cuda_peak_gib(self) -> float | None:
+        """CUDA memory high-water mark since the last reset (None on CPU)."""
+        return torch.cuda.max_memory_allocated(self.device) / GIB if self.device.type == "cuda" else None
+
+    def inference(self) -> dict[str, Any]:
+        """Forward passes under inference_mode on one fixed batch."""
+        self.model.eval()
+        self._reset_cuda_peak()
+        shape = (self.config.batch, self.config.in_channels, self.config.size, self.config.size)
+        inputs = self._inputs(torch.randint(0, 256, shape, dtype=torch.uint8, device=self.device))
+
+        def run(net: nn.Module, count: int = 1) -> None:
+            with torch.inference_mode(), autocast(self.device, self.variant.amp):
+                for _ in range(count):
+                    net(inputs)
+
+        net = self._first_call(run)
+        run(net, self.config.warmup - 1)
+        result = self._phase_result(timed(lambda: run(net, self.config.steps), self.device), net)
+        return {**result, "peak_rss_gib": peak_rss_gib(), "cuda_peak_gib": self._cuda_peak_gib()}
+
+    def _loader(self) -> Iterator[list[torch.Tensor]]:
+        """Synthetic in-memory uint8 images and labels, batched by a DataLoader in this process."""
+        count, size = POOL_BATCHES * self.config.batch, self.config.size
+        images = torch.randint(0, 256, (count, self.config.in_channels, size, size), dtype=torch.uint8)
+        labels = torch.randint(0, self.config.num_classes, (count, size, size), dtype=torch.uint8)
+        loader = DataLoader(TensorDataset(images, labels), batch_size=self.config.batch,
+                            pin_memory=self.device.type == "cuda")
+        return forever(loader)
+
+    def _train_steps(self, net: nn.Module, optimizer: torch.optim.Optimizer,
+                     batches: Iterator[list[torch.Tensor]], count: int) -> tuple[float, float]:
+        """Seconds waiting for data and seconds in all over `count` full training steps."""
+        waited = total = 0.0
+        for _ in range(count):
+            start = time.perf_counter()
+            images, labels = next(batches)
+            loaded = time.perf_counter()
+            inputs = self._inputs(images.to(self.device, non_blocking=True))
+            labels = labels.to(self.device, non_blocking=True).long()
+            with autocast(self.device, self.variant.amp):
+                loss = F.cross_entropy(net(inputs), labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            synchronize(self.device)  # per step, so waiting for data and computing add up to the step time
+            waited += loaded - start
+            total += time.perf_counter() - start
+        return waited, total
+
+    def training(self) -> dict[str, Any]:
+        """Full training steps fed by a DataLoader; the share of step time spent waiting for data."""
+        self.model.train()
+        self._reset_cuda_peak()
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, fused=self.variant.fused_adam or None)
+        batches = self._loader()
+        net = self._first_call(lambda candidate: self._train_steps(candidate, optimizer, batches, 1))
+        self._train_steps(net, optimizer, batches, self.config.warmup - 1)
+        waited, total = self._train_steps(net, optimizer, batches, self.config.steps)
+        return {**self._phase_result(total, net), "data_seconds": waited, "data_wait_fraction": waited / total,
+                "peak_rss_gib": peak_rss_gib(), "cuda_peak_gib": self._cuda_peak_gib()}
+
+
+def measure(config: Config) -> dict[str, Any]:
+    """Inference, then training, of one (model, variant), in this (fresh) process."""
+    baseline = peak_rss_gib()
+    bench = Measurement(config)
+    infer = bench.inference()  # first, so its RSS high-water mark is its own
+    train = bench.training()
+    cuda = [p for p in (infer["cuda_peak_gib"], train["cuda_peak_gib"]) if p is not None]
+    return {"infer": infer, "train": train, "memory": {
+        "baseline_rss_gib": baseline, "peak_rss_gib": train["peak_rss_gib"],
+        "cuda_peak_gib": max(cuda) if cuda else None,
+        "peak_gib": max(cuda) if cuda else train["peak_rss_gib"],
+        "measure": "torch.cuda.max_memory_allocated" if cuda else "process peak RSS (ru_maxrss)"}}
+
+
+def in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
+    """function(*args) in a new spawned process: its own getrusage high-water mark and CUDA state."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def model_flops(name: str, size: int, in_channels: int, num_classes: int) -> dict[str, int]:
+    """FLOPs per image: forward (inference) and forward + backward (training)."""
+    with torch.device("meta"):
+        model = build_model(name, num_classes=num_classes, in_channels=in_channels)
+    return {"infer": count_flops(model, size, in_channels), "train": count_flops(model, size, in_channels, True)}
+
+
+def add_rates(record: dict[str, Any], flops: dict[str, int], peaks: dict[str, dict[str, Any]]) -> None:
+    """GFLOP/s = FLOPs per image * img/s / 1e9, and its fraction of the matmul peak of the compute dtype."""
+    peak = "bf16" if record["levers"]["amp"] and "bf16" in peaks else "fp32"
+    for phase in ("train", "infer"):
+        stats = record[phase]
+        stats["flops_per_image"] = flops[phase]
+        stats["gflops"] = flops[phase] * stats["img_per_s"] / 1e9
+        stats["peak"] = peak
+        stats["peak_fraction"] = stats["gflops"] / peaks[peak]["gflops"]
+
+
+def add_speedups(records: list[dict[str, Any]]) -> None:
+    """speed-up = tuned img/s / eager img/s, on each tuned record whose model has an eager one."""
+    eager = {r["model"]: r for r in records if r["variant"] == EAGER.name and "error" not in r}
+    for record in records:
+        base = eager.get(record["model"])
+        if record["variant"] != EAGER.name and base and "error" not in record:
+            record["speedup"] = {p: record[p]["img_per_s"] / base[p]["img_per_s"] for p in ("train", "infer")}
+
+
+def run_config(config: Config, flops: dict[str, int], peaks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One record; a failing configuration (e.g. out of memory) becomes a record with an error."""
+    record: dict[str, Any] = {"model": config.model, "variant": config.variant.name,
+                              "levers": asdict(config.variant), "device": config.device,
+                              "size": config.size, "batch": config.batch}
+    print(f"measuring {config.model} {config.variant.name} ...", flush=True)
+    try:
+        record.update(in_fresh_process(measure, config))
+    except Exception as exc:  # one bad configuration must not lose the others' numbers
+        print(f"error: {config.model} {config.variant.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return {**record, "error": f"{type(exc).__name__}: {exc}"}
+    add_rates(record, flops, peaks)
+    return record
+
+
+def lever_text(record: dict[str, Any]) -> str:
+    """The variant with the levers it actually used."""
+    levers = record["levers"]
+    if record["variant"] == EAGER.name:
+        return EAGER.name
+    fell_back = "error" not in record and not (record["train"]["compiled"] and record["infer"]["compiled"])
+    used = [("channels-last", levers["channels_last"]),
+            ("compile (failed, ran eager)" if fell_back else "compile", levers["compile"]),
+            ("bf16", levers["amp"]), ("cudnn.benchmark", levers["cudnn_benchmark"]),
+            ("fused Adam", levers["fused_adam"])]
+    return f"{record['variant']}: " + ("+".join(name for name, on in used if on) or "no levers")
+
+
+def table_row(record: dict[str, Any]) -> str:
+    """One Markdown table row."""
+    head = [record["model"], lever_text(record), record["device"], str(record["size"]), str(record["batch"])]
+    if "error" in record:
+        error = " ".join(record["error"].split()).replace("|", "/")  # one line that cannot break the table
+        return "| " + " | ".join(head + [f"failed: {error}"] + [""] * 6) + " |"
+    train, infer = record["train"], record["infer"]
+    speedup = record.get("speedup")
+    cells = [f"{train['img_per_s']:.2f}", f"{infer['img_per_s']:.2f}",
+             f"{train['gflops']:.1f} ({100 * train['peak_fraction']:.1f}% {train['peak']})",
+             f"{infer['gflops']:.1f} ({100 * infer['peak_fraction']:.1f}% {infer['peak']})",
+             f"{100 * train['data_wait_fraction']:.1f}", f"{record['memory']['peak_gib']:.2f}",
+             f"{speedup['train']:.2f}x / {speedup['infer']:.2f}x" if speedup else "-"]
+    return "| " + " | ".join(head + cells) + " |"
+
+
+def hardware_line(env: dict[str, Any]) -> str:
+    """Device, CPU, cores/threads and versions in one line."""
+    cores = f"{env['physical_cores']} cores, " if env["physical_cores"] else ""
+    cpu = f"{env['cpu']}, {cores}{env['logical_cpus']} logical CPUs usable, {env['threads']} torch threads"
+    device = f"{env['gpu']} (CUDA {env['cuda']}, cuDNN {env['cudnn']}); host {cpu}" if "gpu" in env else cpu
+    return f"**Hardware:** {device}; torch {env['torch']}, Python {env['python']}"
+
+
+def peak_line(env: dict[str, Any]) -> str:
+    """The measured matmul peaks."""
+    peaks = "; ".join(f"{p['dtype']} {p['gflops']:.1f} GFLOP/s ({p['n']}x{p['n']}, {p['repeats']} repeats)"
+                      for p in env["peaks"].values())
+    note = " (cuDNN fp32 convolutions may use TF32, so fp32 % can pass 100)" if env.get("cudnn_allow_tf32") else ""
+    return f"**Matmul peak:** {peaks}{note}"
+
+
+def markdown(env: dict[str, Any], settings: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    """The report: hardware and peak lines, then one table row per record."""
+    memory = ("CUDA max_memory_allocated" if "gpu" in env
+              else "process peak RSS, Python and torch included (their share: memory.baseline_rss_gib in the JSON)")
+    lines = ["# Benchmark", "", hardware_line(env), "", peak_line(env), "",
+             f"{settings['steps']} timed steps after {settings['warmup']} warm-up steps; training is fed by an "
+             f"in-process DataLoader over in-memory uint8 samples; % of the matmul peak of the compute dtype; "
+             f"peak memory is the {memory}; speed-up is tuned / eager img/s (train / infer).", "",
+             "| model | variant | device | size | batch | train img/s | infer img/s | train GFLOP/s (% of peak) "
+             "| infer GFLOP/s (% of peak) | data wait % | peak memory (GiB) | speed-up |",
+             "|" + "---|" * 12]
+    return "\n".join(lines + [table_row(r) for r in records]) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated model names")
+    parser.add_argument("--size", type=int, default=256, help="square input size in pixels")
+    parser.add_argument("--batch-size", type=int, default=2, help="images per step")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per phase")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    add_device_argument(parser)
+    parser.add_argument("--in-channels", type=int, default=3, choices=(1, 3), help="model input channels")
+    parser.add_argument("--num-classes", type=int, default=2, help="output classes (cross-entropy, so 2 or more)")
+    parser.add_argument("--out", default="bench", help="folder for benchmark.json and benchmark.md")
+    parser.add_argument("--only", default="both", choices=("eager", "tuned", "both"), help="variants to measure")
+    parser.add_argument("--peak-seconds", type=float, default=1.0, help="time spent on each matmul peak")
+    tuned = parser.add_argument_group("tuned variant levers")
+    tuned.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                       help="channels-last memory format for model and input")
+    tuned.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                       help="torch.compile (falls back to eager with a note if compiling fails)")
+    tuned.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                       help="bf16 autocast; unset (None) = on where bf16 is native: CUDA sm80+, "
+                            "CPUs with AVX512-BF16 or AMX")
+    return parser
+
+
+def check_args(args: argparse.Namespace) -> list[str]:
+    """Validate the options; the requested model names."""
+    models = [name.strip() for name in args.models.split(",") if name.strip()]
+    unknown = [name for name in models if name not in MODEL_NAMES]
+    if unknown or not models:
+        raise UserError(f"unknown model(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(MODEL_NAMES)}")
+    limits = {"--size": (args.size, 16), "--batch-size": (args.batch_size, 1), "--steps": (args.steps, 1),
+              "--warmup": (args.warmup, 1), "--threads": (args.threads, 1), "--num-classes": (args.num_classes, 2)}
+    for option, (value, low) in limits.items():
+        if value < low:
+            raise UserError(f"{option} must be at least {low}, got {value}")
+    if args.peak_seconds <= 0:
+        raise UserError(f"--peak-seconds must be positive, got {args.peak_seconds}")
+    return models
+
+
+def check_device(name: str) -> torch.device:
+    """resolve_device, plus a clear error for a CUDA index that does not exist."""
+    device = resolve_device(name)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"device '{name}' does not exist; {torch.cuda.device_count()} CUDA device(s) found")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"device '{name}' is not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def variants(args: argparse.Namespace, device: torch.device, bf16_native: bool) -> list[Variant]:
+    """The variants --only asks for; tuned takes the flags, and cuDNN autotuning and fused Adam on CUDA."""
+    amp = bf16_native if args.amp is None else args.amp
+    if amp and not bf16_native:
+        print(f"note: bf16 is not native on {device}; --amp will likely be slow", file=sys.stderr)
+    cuda = device.type == "cuda"
+    tuned = Variant("tuned", channels_last=args.channels_last, compile=args.compile, amp=amp,
+                    cudnn_benchmark=cuda, fused_adam=cuda)
+    return {"eager": [EAGER], "tuned": [tuned], "both": [EAGER, tuned]}[args.only]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    args = build_parser().parse_args(argv)
+    models = check_args(args)
+    device = check_device(args.device)
+    device_name = str(device)
+    env = in_fresh_process(probe_environment, device_name, args.threads, args.peak_seconds)
+    chosen, records = variants(args, device, env["native_bf16"]), []
+    for name in models:
+        flops = model_flops(name, args.size, args.in_channels, args.num_classes)
+        for variant in chosen:
+            config = Config(name, variant, device_name, args.size, args.batch_size, args.steps, args.warmup,
+                            args.threads, args.in_channels, args.num_classes)
+            records.append(run_config(config, flops, env["peaks"]))
+    add_speedups(records)
+    settings = vars(args)
+    report = markdown(env, settings, records)
+    out = Path(args.out)
+    write_json(out / "benchmark.json", {"environment": env, "settings": settings, "records": records})
+    write_text(out / "benchmark.md", report)
+    print(report + f"wrote {out / 'benchmark.json'} and {out / 'benchmark.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

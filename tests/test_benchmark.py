@@ -1,0 +1,101 @@
+"""benchmark.py: a tiny run writes a JSON and Markdown report whose derived numbers follow from the raw ones."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import benchmark
+from utils.cli import run_main
+
+TINY = ["--size", "32", "--batch-size", "1", "--steps", "1", "--warmup", "1", "--models", "unet_bn",
+        "--no-compile", "--peak-seconds", "0.2"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    """One tiny run of the tuned variant (in a spawned process): the parsed JSON and the Markdown."""
+    out = tmp_path_factory.mktemp("bench")
+    assert benchmark.main([*TINY, "--only", "tuned", "--device", "cpu", "--out", str(out)]) == 0
+    return json.loads((out / "benchmark.json").read_text()), (out / "benchmark.md").read_text()
+
+
+def test_records_are_positive(report: tuple[dict, str]) -> None:
+    data, _ = report
+    assert [r["variant"] for r in data["records"]] == ["tuned"]
+    for record in data["records"]:
+        assert "error" not in record
+        for phase in ("train", "infer"):
+            assert record[phase]["img_per_s"] > 0 and record[phase]["gflops"] > 0
+            assert record[phase]["flops_per_image"] > 0 and record[phase]["peak_fraction"] > 0
+        assert 0 <= record["train"]["data_wait_fraction"] < 1
+        assert record["memory"]["peak_gib"] > 0
+    assert data["environment"]["peaks"]["fp32"]["gflops"] > 0
+
+
+def test_gflops_and_peak_fraction_follow_from_stored_fields(report: tuple[dict, str]) -> None:
+    data, _ = report
+    peaks = data["environment"]["peaks"]
+    for record in data["records"]:
+        for phase in ("train", "infer"):
+            stats = record[phase]
+            images = record["batch"] * data["settings"]["steps"]
+            assert stats["img_per_s"] == pytest.approx(images / stats["seconds"])
+            assert stats["gflops"] == pytest.approx(stats["flops_per_image"] * stats["img_per_s"] / 1e9)
+            assert stats["peak_fraction"] == pytest.approx(stats["gflops"] / peaks[stats["peak"]]["gflops"])
+    peak = peaks["fp32"]
+    assert peak["gflops"] == pytest.approx(2 * peak["n"] ** 3 * peak["repeats"] / peak["seconds"] / 1e9)
+    expected = "bf16" if data["records"][0]["levers"]["amp"] else "fp32"
+    assert data["records"][0]["train"]["peak"] == expected
+
+
+def test_markdown_has_header_and_one_row_per_record(report: tuple[dict, str]) -> None:
+    data, text = report
+    assert "**Hardware:**" in text and data["environment"]["torch"] in text and "**Matmul peak:**" in text
+    header = next(line for line in text.splitlines() if line.startswith("| model |"))
+    for column in ("train img/s", "infer img/s", "train GFLOP/s (% of peak)", "data wait %", "peak memory (GiB)"):
+        assert column in header
+    rows = [line for line in text.splitlines() if line.startswith("| unet_bn |")]
+    assert len(rows) == len(data["records"]) == 1
+    assert all(row.count("|") == header.count("|") for row in rows)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--models", "unet,nope"], "unknown model"),
+    (["--device", "cuda:99"], "device"),
+    (["--device", "tpu"], "device"),
+    (["--device", "mps"], "not supported"),
+    (["--warmup", "0"], "--warmup must be at least 1"),
+])
+def test_bad_options_are_user_errors(arguments: list[str], message: str, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_main(benchmark.main, [*TINY, *arguments, "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "benchmark.json").exists()
+
+
+
+def test_speedup_is_tuned_over_eager() -> None:
+    def record(variant: str, train: float, infer: float) -> dict:
+        return {"model": "unet", "variant": variant, "train": {"img_per_s": train}, "infer": {"img_per_s": infer}}
+
+    records = [record("eager-fp32-nchw", 2.0, 8.0), record("tuned", 3.0, 4.0)]
+    benchmark.add_speedups(records)
+    assert "speedup" not in records[0]
+    assert records[1]["speedup"] == {"train": 1.5, "infer": 0.5}
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    def broken_compile(model: object) -> object:
+        def fail(*_args: object) -> None:
+            raise RuntimeError("no C++ compiler here")
+        return fail
+
+    monkeypatch.setattr(benchmark.torch, "compile", broken_compile)
+    config = benchmark.Config("unet_bn", benchmark.Variant("tuned", compile=True), "cpu", size=32, batch=1,
+                              steps=1, warmup=1, threads=2, in_channels=3, num_classes=2)
+    result = benchmark.Measurement(config).inference()  # training takes the same _first_call path
+    assert not result["compiled"] and result["img_per_s"] > 0
+    assert "torch.compile failed for unet_bn (RuntimeError: no C++ compiler here)" in capsys.readouterr().err
