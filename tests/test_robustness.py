@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from nets import build_model
 from tests.conftest import ROOT
 from utils.augment import build_augmentation
 from utils.checkpoint import load_checkpoint
@@ -116,3 +117,30 @@ def test_unwritable_log_folder_is_refused(tmp_path: Path, square_dataset: Path, 
     blocker.write_text("")
     assert train("unet_bn", args(square_dataset, blocker, 1)) == 2
     assert "cannot write to the log folder" in capsys.readouterr().err
+
+
+def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path: Path,
+                                                                      square_dataset: Path) -> None:
+    # VGG16-UNet has no batch norm and CE has no batch-level term, so 2 x batch 1 must equal 1 x batch 2
+    # (no augmentation: padding marked "ignore" would give the ranks different pixel counts to average over).
+    # SGD, because Adam's normalised step turns float rounding in near-zero gradients into sign flips.
+    common = ["--data", str(square_dataset), "--input-size", "32", "--workers", "0", "--lr", "1e-2", "--optimizer", "sgd",
+              "--in-channels", "1", "--loss", "ce", "--seed", "4", "--epochs", "2", "--run-name", "r",
+              "--no-progress"]
+    assert train("unet", [*common, "--batch-size", "2", "--log-dir", str(tmp_path / "single")]) == 0
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "unet_train_medical.py", *common, "--batch-size", "1", "--log-dir", str(tmp_path / "ddp")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "ddp" / "unet").iterdir()) == ["r"]  # rank 0 alone writes
+    single = load_checkpoint(tmp_path / "single" / "unet" / "r" / "last.pt")
+    ddp = load_checkpoint(tmp_path / "ddp" / "unet" / "r" / "last.pt")
+    torch.manual_seed(4)  # the run's seed: the same initial weights as both runs
+    initial = build_model("unet", num_classes=2, in_channels=1).state_dict()
+    for key, start in initial.items():
+        # The updates agree to float rounding (summation order differs between 1 x 2 and 2 x 1 images).
+        step_single, step_ddp = single["state_dict"][key] - start, ddp["state_dict"][key] - start
+        assert (step_ddp - step_single).norm() <= 1e-3 * step_single.norm(), key
+    for a, b in zip(single["history"], ddp["history"]):
+        assert a["val_miou"] == pytest.approx(b["val_miou"], abs=1e-6)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)

@@ -36,9 +36,11 @@ def train_parser(model_name: str) -> argparse.ArgumentParser:
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, default=50, help="number of epochs")
     optim.add_argument("--batch-size", type=int, default=2, help="images per step")
-    optim.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    optim.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="optimiser")
+    optim.add_argument("--lr", type=float, default=1e-4, help="learning rate")
+    optim.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     optim.add_argument("--lr-decay", type=float, default=0.92, help="learning rate factor applied after each epoch")
-    optim.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
+    optim.add_argument("--weight-decay", type=float, default=0.0, help="weight decay")
     optim.add_argument("--loss", default="ce+dice", help="'+'-joined losses: ce, bce, dice, jaccard, focal")
     optim.add_argument("--no-dice", action="store_true", help="drop the Dice term from --loss")
     optim.add_argument("--class-weights", default=None, help="comma-separated CE weight per class, e.g. 1,5")
@@ -58,6 +60,8 @@ def train_parser(model_name: str) -> argparse.ArgumentParser:
     run.add_argument("--run-name", default=None, help="run folder name (default: date-time); taken names get -2, -3")
     run.add_argument("--overlays", type=int, default=4, help="validation overlays written to TensorBoard per epoch")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
+    run.add_argument("--sync-bn", action="store_true",
+                     help="under torchrun, synchronise batch-norm statistics across processes")
     return parser
 
 

@@ -22,6 +22,7 @@ from utils.augment import build_augmentation
 from utils.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from utils.cli import run_main, train_parser
 from utils.dataloader import SeededSampler, SegmentationDataset
+from utils.distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
 from utils.errors import UserError
 from utils.fileio import write_json
 from utils.layout import IGNORE_INDEX, read_class_names
@@ -128,6 +129,10 @@ class Trainer:
     def __init__(self, model_name: str, args: argparse.Namespace) -> None:
         self.model_name, self.args = model_name, args
         self.device = resolve_device(args.device)
+        self.dist = init_distributed(self.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
         resume = load_checkpoint(args.resume) if args.resume else None
         if resume and resume["model"]["name"] != model_name:
             raise UserError(f"{args.resume} holds a '{resume['model']['name']}' model; "
@@ -153,25 +158,38 @@ class Trainer:
         except ValueError as exc:
             raise UserError(f"--augment: {exc}") from None
         self.train_set, self.val_set = self._datasets(augmentation, weight_map)
-        self.train_sampler = SeededSampler(len(self.train_set), args.seed)
+        rank, world = self.dist.rank, self.dist.world_size
+        self.train_sampler = SeededSampler(len(self.train_set), args.seed, rank=rank, world_size=world)
+        val_sampler = SeededSampler(len(self.val_set), args.seed, shuffle=False, rank=rank, world_size=world,
+                                    pad=False)
         loader_options = dict(batch_size=args.batch_size, num_workers=args.workers,
                               pin_memory=self.device.type == "cuda", persistent_workers=args.workers > 0)
         self.train_loader = DataLoader(self.train_set, sampler=self.train_sampler,
-                                       drop_last=len(self.train_set) > args.batch_size, **loader_options)
-        self.val_loader = DataLoader(self.val_set, shuffle=False, **loader_options)
+                                       drop_last=len(self.train_sampler) > args.batch_size, **loader_options)
+        self.val_loader = DataLoader(self.val_set, sampler=val_sampler, **loader_options)
 
         if resume:
-            self.model = model_from_checkpoint(resume, args.resume)
+            self.net = model_from_checkpoint(resume, args.resume)
         else:
             options = {"pretrained": args.pretrained} if args.pretrained else {}
             if args.pretrained and model_name != "unet":
                 raise UserError("--pretrained loads a VGG16 encoder, which only the 'unet' model has")
-            self.model = build_model(model_name, self.num_classes, self.in_channels, **options)
-        self.model.to(self.device)
+            self.net = build_model(model_name, self.num_classes, self.in_channels, **options)
+        self.net.to(self.device)
+        self.model = self.net  # what runs forward: the network, or its DistributedDataParallel wrapper
+        if self.dist.enabled:
+            if args.sync_bn:
+                self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.criterion = SegmentationLoss(self._loss_names(), self._class_weights())
         fused = self.device.type == "cuda"
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
-                                          fused=fused)
+        if args.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(self.net.parameters(), lr=args.lr, momentum=args.momentum,
+                                             weight_decay=args.weight_decay, fused=fused)
+        else:
+            self.optimizer = torch.optim.Adam(self.net.parameters(), lr=args.lr, weight_decay=args.weight_decay,
+                                              fused=fused)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=args.lr_decay)
         amp = args.amp if args.amp is not None else self.device.type == "cuda"
         self.amp_dtype = None
@@ -185,7 +203,8 @@ class Trainer:
             self._restore(resume)
             self.run_dir = Path(args.resume) if Path(args.resume).is_dir() else Path(args.resume).parent
         else:
-            self.run_dir = new_run_dir(Path(args.log_dir), model_name, args.run_name)
+            made = new_run_dir(Path(args.log_dir), model_name, args.run_name) if self.dist.is_main else None
+            self.run_dir = Path(broadcast_object(str(made), self.dist))
 
     def _datasets(self, augmentation: Any, weight_map: Any) -> tuple[SegmentationDataset, SegmentationDataset]:
         """Load and check both splits; the problems of both are reported in one message."""
@@ -254,7 +273,7 @@ class Trainer:
             "class_names": self.class_names,
             "input_size": self.input_size,
             "normalization": self.normalization,
-            "state_dict": self.model.state_dict(),
+            "state_dict": self.net.state_dict(),
             "epoch": epoch,
             "best_miou": self.best_miou,
             "history": self.history,
@@ -280,12 +299,15 @@ class Trainer:
         self.train_sampler.set_epoch(epoch)
         stats, consecutive_bad = EpochStats(), 0
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.args.epochs} train", leave=False,
-                   disable=not self.args.progress, dynamic_ncols=True)
+                   disable=not (self.args.progress and self.dist.is_main), dynamic_ncols=True)
         tick = time.perf_counter()
         for batch in bar:
             loaded = time.perf_counter()
             logits, labels, loss = self._forward_loss(batch)
-            if not torch.isfinite(loss):
+            bad, stop = self._step_flags(loss)
+            if stop:
+                raise KeyboardInterrupt
+            if bad:
                 stats.bad_steps += 1
                 consecutive_bad += 1
                 self.optimizer.zero_grad(set_to_none=True)
@@ -308,11 +330,16 @@ class Trainer:
             stats.step_seconds += done - loaded
             tick = done
             bar.set_postfix(loss=f"{stats.loss / stats.steps:.4f}", f_score=f"{stats.f_score / stats.steps:.4f}")
-            self._check_stop()
         if stats.steps == 0:
             raise UserError(f"no training step succeeded in epoch {epoch + 1} ({stats.bad_steps} non-finite losses)")
-        stats.loss /= stats.steps
-        stats.f_score /= stats.steps
+        return self._reduce_means(stats)
+
+    def _reduce_means(self, stats: EpochStats) -> EpochStats:
+        """Turn per-rank sums of loss and f-score into means over all steps of all ranks."""
+        totals = all_reduce_sum(torch.tensor([stats.loss, stats.f_score, float(stats.steps)], dtype=torch.float64),
+                                self.dist)
+        steps = max(totals[2].item(), 1.0)
+        stats.loss, stats.f_score = totals[0].item() / steps, totals[1].item() / steps
         return stats
 
     @torch.inference_mode()
@@ -322,7 +349,7 @@ class Trainer:
         stats, overlays = EpochStats(), []
         confusion = ConfusionMatrix(self.metric_classes)
         bar = tqdm(self.val_loader, desc=f"epoch {epoch + 1}/{self.args.epochs} val", leave=False,
-                   disable=not self.args.progress, dynamic_ncols=True)
+                   disable=not (self.args.progress and self.dist.is_main), dynamic_ncols=True)
         for batch in bar:
             logits, labels, loss = self._forward_loss(batch)
             pred = predict_labels(logits)
@@ -330,25 +357,28 @@ class Trainer:
             stats.loss += float(loss)
             stats.f_score += f_score(logits, labels)
             stats.steps += 1
-            self._check_stop()
+            if self.stop_requested and not self.dist.enabled:  # ranks' validation shards differ in length
+                raise KeyboardInterrupt
             for image, prediction in zip(batch["image"], pred.cpu()):
                 if len(overlays) < self.args.overlays:
                     overlays.append(overlay(image.permute(1, 2, 0).numpy(), prediction.numpy().astype(np.uint8),
                                             self.metric_classes))
-        stats.loss /= max(stats.steps, 1)
-        stats.f_score /= max(stats.steps, 1)
-        stats.confusion = confusion.compute()
-        return stats, overlays
+        matrix = torch.from_numpy(confusion.compute())
+        stats.confusion = all_reduce_sum(matrix, self.dist).numpy()
+        return self._reduce_means(stats), overlays
 
     def fit(self) -> int:
         """Run the remaining epochs; Ctrl-C saves interrupted.pt and says how to resume."""
         from torch.utils.tensorboard import SummaryWriter
 
-        print(f"run folder: {self.run_dir}\ndevice: {self.device}; train {len(self.train_set)} / "
-              f"val {len(self.val_set)} images at {self.input_size}x{self.input_size}; "
-              f"classes: {', '.join(self.class_names)}")
-        writer = SummaryWriter(str(self.run_dir))
-        if self.start_epoch == 0:
+        main = self.dist.is_main
+        if main:
+            processes = f" x {self.dist.world_size} processes" if self.dist.enabled else ""
+            print(f"run folder: {self.run_dir}\ndevice: {self.device}{processes}; train {len(self.train_set)} / "
+                  f"val {len(self.val_set)} images at {self.input_size}x{self.input_size}; "
+                  f"classes: {', '.join(self.class_names)}")
+        writer = SummaryWriter(str(self.run_dir)) if main else None
+        if self.start_epoch == 0 and main:
             save_checkpoint(self.run_dir / "last.pt", self.checkpoint(0))
             self._log_augmentation_samples(writer)
         epoch = self.start_epoch
@@ -357,6 +387,8 @@ class Trainer:
             for epoch in range(self.start_epoch, self.args.epochs):
                 self._run_epoch(epoch, writer)
         except KeyboardInterrupt:
+            if not main:
+                return 130
             save_checkpoint(self.run_dir / "interrupted.pt", self.checkpoint(epoch, with_training_state=False))
             print(f"\ninterrupted in epoch {epoch + 1}: weights so far saved to {self.run_dir / 'interrupted.pt'}; "
                   f"the last complete epoch is in {self.run_dir / 'last.pt'}.\nresume exactly with: "
@@ -365,7 +397,11 @@ class Trainer:
         finally:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
-            writer.close()
+            if writer is not None:
+                writer.close()
+            shutdown(self.dist)
+        if not main:
+            return 0
         best = self.run_dir / "best.pt"
         print(f"done: best validation mIoU {self.best_miou:.4f}; checkpoints {self.run_dir / 'last.pt'}, {best}")
         return 0
@@ -388,9 +424,11 @@ class Trainer:
 
         return {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
 
-    def _check_stop(self) -> None:
-        if self.stop_requested:
-            raise KeyboardInterrupt
+    def _step_flags(self, loss: torch.Tensor) -> tuple[bool, bool]:
+        """(loss non-finite on some rank, stop requested on some rank): every rank acts on the same answer."""
+        flags = torch.tensor([0.0 if torch.isfinite(loss) else 1.0, float(self.stop_requested)])
+        bad, stop = all_reduce_sum(flags, self.dist).tolist()
+        return bad > 0, stop > 0
 
     def _log_augmentation_samples(self, writer: Any, count: int = 8) -> None:
         """A grid of augmented training samples with their masks, so the preset can be checked by eye."""
@@ -415,6 +453,11 @@ class Trainer:
                   "val_mpa": scores["mpa"], "skipped_steps": train.bad_steps,
                   "data_seconds": round(train.data_seconds, 3), "step_seconds": round(train.step_seconds, 3)}
         self.history.append(record)
+        improved = miou > self.best_miou
+        if improved:
+            self.best_miou = miou
+        if writer is None:  # not the main process: nothing to write
+            return
         for tag, value in (("Loss/train", train.loss), ("Loss/val", val.loss), ("f_score/train", train.f_score),
                            ("f_score/val", val.f_score), ("mIoU/val", miou), ("lr", lr),
                            ("time/data_wait_s", train.data_seconds), ("time/step_s", train.step_seconds)):
@@ -422,9 +465,6 @@ class Trainer:
         for index, image in enumerate(overlays):
             writer.add_image(f"val/overlay_{index}", image, epoch + 1, dataformats="HWC")
         writer.flush()
-        improved = miou > self.best_miou
-        if improved:
-            self.best_miou = miou
         state = self.checkpoint(epoch + 1)
         save_checkpoint(self.run_dir / "last.pt", state)
         if improved:
