@@ -31,7 +31,7 @@ from nets.summary import count_flops
 from utils.cli import HelpFormatter, add_device_argument, run_main
 from utils.errors import UserError
 from utils.fileio import write_json, write_text
-from utils.training import default_normalization, normalize, resolve_device
+from utils.runtime import default_normalization, normalize, resolve_device
 
 GIB = 2**30
 POOL_BATCHES = 4  # the synthetic dataset is re-iterated, so its size (and RSS) does not grow with --steps

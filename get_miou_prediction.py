@@ -21,9 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output folder (default: results/<model>-<run>/<split>)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
     parser.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
+    parser.add_argument("--tiles", action=argparse.BooleanOptionalAction, default=None,
+                        help="predict at the image's own resolution by overlapping tiles of the training size "
+                             "(default: on for models trained with --crop, else letterbox to the training size)")
+    parser.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with its neighbour")
     add_device_argument(parser)
     args = parser.parse_args(argv)
-    predictor = Predictor(args.checkpoint, args.device, flip_tta=args.flip_tta)
+    predictor = Predictor(args.checkpoint, args.device, flip_tta=args.flip_tta, tiles=args.tiles,
+                          overlap=args.overlap)
     run = predictor.checkpoint_path.parent.name
     out = Path(args.out) if args.out else Path("results") / f"{predictor.model_name}-{run}" / args.split
     samples = find_samples(args.data, read_split(args.data, args.split), need_labels=False)

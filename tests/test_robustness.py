@@ -16,7 +16,6 @@ from tests.conftest import ROOT
 from utils.augment import build_augmentation
 from utils.checkpoint import load_checkpoint
 from utils.dataloader import SeededSampler, SegmentationDataset
-from utils.errors import UserError
 from utils.training import train
 
 TIMING = ("data_seconds", "step_seconds")

@@ -30,6 +30,9 @@ def train_parser(model_name: str) -> argparse.ArgumentParser:
                       help="classes incl. background (default: lines of classes.txt, else 2); 1 = sigmoid model")
     data.add_argument("--in-channels", type=int, default=3, choices=(1, 3), help="model input channels")
     data.add_argument("--input-size", type=int, default=512, help="images are letterboxed to this square size")
+    data.add_argument("--crop", action="store_true",
+                      help="train on random input-size crops at the images' own resolution (no resizing) and "
+                           "validate/predict by overlapping tiles; default: letterbox every image to the input size")
     data.add_argument("--augment", default="none", help="augmentation preset: none, light, medical, em, photo")
     data.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (0 = main process)")
     data.add_argument("--cache-mb", type=float, default=4096, help="keep decoded samples in memory up to this size")

@@ -186,23 +186,28 @@ def check_not_binary_255(labels: list[np.ndarray], split: str) -> None:
 
 
 class SegmentationDataset(Dataset):
-    """Validated, letterboxed samples of one split as uint8 tensors: image (C, S, S), label (S, S).
+    """Validated samples of one split as uint8 tensors: image (C, H, W), label (H, W).
 
-    Every pair is decoded and checked once at construction, so bad files stop the run before training;
-    the letterboxed arrays are kept in memory when they fit within `cache_mb`.
+    `mode` says how images meet the model's input size S: "letterbox" scales each image into S x S;
+    "crop" keeps the original resolution and cuts a random S x S window per sample ("full" returns the
+    whole image, for sliding-window validation of crop-trained models). Every pair is decoded and checked
+    once at construction, so bad files stop the run before training; prepared arrays are kept in memory
+    up to `cache_mb`.
     """
 
     def __init__(self, root: str | os.PathLike, split: str, num_classes: int, in_channels: int,
                  input_size: int, augmentation: Callable | None = None,
-                 weight_map: Callable[[np.ndarray], np.ndarray] | None = None, cache_mb: float = 4096) -> None:
-        self.root, self.split = Path(root), split
+                 weight_map: Callable[[np.ndarray], np.ndarray] | None = None, cache_mb: float = 4096,
+                 mode: str = "letterbox") -> None:
+        if mode not in ("letterbox", "crop", "full"):
+            raise ValueError(f"unknown mode '{mode}'")
+        self.root, self.split, self.mode = Path(root), split, mode
         self.num_classes, self.in_channels, self.input_size = num_classes, in_channels, input_size
         self.augmentation = augmentation
-        self.samples = find_samples(root, read_split(root, split))
-        per_sample_mb = input_size * input_size * (in_channels + 1 + (4 if weight_map else 0)) / 2**20
-        self.cache_enabled = per_sample_mb * len(self.samples) <= cache_mb
         self.weight_map = weight_map
-        self.cache: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self.samples = find_samples(root, read_split(root, split))
+        self.cache: list[tuple[np.ndarray, np.ndarray, np.ndarray | None] | None] = []
+        budget = cache_mb * 2**20
         problems, labels = [], []
         for sample in self.samples:
             try:
@@ -211,8 +216,9 @@ class SegmentationDataset(Dataset):
                 problems.append(str(exc))
                 continue
             labels.append(item[1])
-            if self.cache_enabled:
-                self.cache.append(item)
+            size = sum(a.nbytes for a in item if a is not None)
+            self.cache.append(item if size <= budget else None)
+            budget -= size if size <= budget else 0
         if problems:
             raise UserError(format_problems(problems))
         check_not_binary_255(labels, split)
@@ -220,33 +226,65 @@ class SegmentationDataset(Dataset):
     def _prepare(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         image, label = load_pair(sample, self.in_channels, self.num_classes)
         weights = self.weight_map(label) if self.weight_map else None
-        image, label_lb = letterbox(image, label, self.input_size)
-        if weights is not None:
-            weights = letterbox_float(weights, self.input_size)
+        if self.mode == "letterbox":
+            image, label = letterbox(image, label, self.input_size)
+            if weights is not None:
+                weights = letterbox_float(weights, self.input_size)
+        elif self.mode == "crop":
+            image, label, weights = pad_to(image, label, weights, self.input_size)
         # PIL-backed arrays are read-only; torch.from_numpy needs writable memory.
-        return np.require(image, requirements="CW"), np.require(label_lb, requirements="CW"), weights
+        return np.require(image, requirements="CW"), np.require(label, requirements="CW"), weights
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def unaugmented(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Letterboxed image (C, S, S), label (S, S) and optional weight map, before augmentation."""
-        image, label, weights = self.cache[index] if self.cache_enabled else self._prepare(self.samples[index])
+        """Prepared image (C, H, W), label (H, W) and optional weight map, before cropping and augmentation."""
+        cached = self.cache[index]
+        image, label, weights = cached if cached is not None else self._prepare(self.samples[index])
         return (torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(label),
                 None if weights is None else torch.from_numpy(weights))
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         index, sample_seed = key if isinstance(key, tuple) else (key, None)
         image_t, label_t, weights_t = self.unaugmented(index)
-        if self.augmentation is not None:
+        if self.augmentation is not None or self.mode == "crop":
             with torch.random.fork_rng(devices=[]):
                 if sample_seed is not None:
                     torch.manual_seed(sample_seed)
-                image_t, label_t, weights_t = self.augmentation(image_t, label_t, weights_t)
+                if self.mode == "crop":
+                    image_t, label_t, weights_t = random_crop(image_t, label_t, weights_t, self.input_size)
+                if self.augmentation is not None:
+                    image_t, label_t, weights_t = self.augmentation(image_t, label_t, weights_t)
         item = {"image": image_t.contiguous(), "label": label_t.contiguous()}
         if weights_t is not None:
             item["weight"] = weights_t.contiguous()
         return item
+
+
+def pad_to(image: np.ndarray, label: np.ndarray, weights: np.ndarray | None, size: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Pad bottom/right to at least size x size (image 0, label IGNORE_INDEX, weight 0) so a crop fits."""
+    height, width = label.shape
+    pad_h, pad_w = max(0, size - height), max(0, size - width)
+    if not (pad_h or pad_w):
+        return image, label, weights
+    image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
+    label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=IGNORE_INDEX)
+    if weights is not None:
+        weights = np.pad(weights, ((0, pad_h), (0, pad_w)))
+    return image, label, weights
+
+
+def random_crop(image: torch.Tensor, label: torch.Tensor, weights: torch.Tensor | None, size: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The same random size x size window of image (C, H, W), label and weights (torch's RNG)."""
+    height, width = label.shape
+    top = int(torch.randint(0, height - size + 1, ()))
+    left = int(torch.randint(0, width - size + 1, ()))
+    window = (slice(top, top + size), slice(left, left + size))
+    return (image[:, window[0], window[1]], label[window],
+            None if weights is None else weights[window])
 
 
 def letterbox_float(values: np.ndarray, size: int) -> np.ndarray:

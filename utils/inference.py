@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -11,13 +11,74 @@ import torch.nn.functional as F
 
 from utils.checkpoint import load_checkpoint, model_from_checkpoint
 from utils.dataloader import image_to_array, letterbox, letterbox_size, open_image
-from utils.training import normalize, resolve_device
+from utils.runtime import normalize, resolve_device
+
+
+def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
+    """Start offsets of tiles covering [0, length) with at least `overlap` (0..1) shared between neighbours."""
+    if length <= tile:
+        return [0]
+    stride = max(1, int(tile * (1 - overlap)))
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def blend_weights(tile: int) -> torch.Tensor:
+    """(tile, tile) weights falling linearly towards the edges (never 0), so overlapping tiles fade into each other."""
+    ramp = torch.minimum(torch.arange(1, tile + 1), torch.arange(tile, 0, -1)).float()
+    ramp = ramp / ramp.max()
+    return torch.outer(ramp, ramp)
+
+
+def sliding_window(probabilities: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile: int,
+                   overlap: float = 0.25, batch_size: int = 4) -> torch.Tensor:
+    """Blend per-tile class probabilities over a uint8 image (C, H, W) into (K, H, W) float32 on the CPU.
+
+    Only `batch_size` tiles are on the device at a time, so memory is bounded by the tile, not the image.
+    """
+    channels, height, width = image.shape
+    padded = F.pad(image, (0, max(0, tile - width), 0, max(0, tile - height)))
+    weights = blend_weights(tile)
+    positions = [(y, x) for y in tile_starts(padded.shape[1], tile, overlap)
+                 for x in tile_starts(padded.shape[2], tile, overlap)]
+    total = coverage = None
+    for first in range(0, len(positions), batch_size):
+        chunk = positions[first:first + batch_size]
+        tiles = torch.stack([padded[:, y:y + tile, x:x + tile] for y, x in chunk])
+        probs = probabilities(tiles).float().cpu()
+        if total is None:
+            total = torch.zeros(probs.shape[1], *padded.shape[1:])
+            coverage = torch.zeros(padded.shape[1:])
+        for (y, x), prob in zip(chunk, probs):
+            total[:, y:y + tile, x:x + tile] += prob * weights
+            coverage[y:y + tile, x:x + tile] += weights
+    return (total / coverage)[:, :height, :width]
+
+
+def class_probabilities(model: torch.nn.Module, images: torch.Tensor, normalization: dict[str, list[float]],
+                        amp_dtype: torch.dtype | None = None, flip_tta: bool = False) -> torch.Tensor:
+    """Class probabilities (N, K, H, W) of a uint8 batch (N, C, H, W); K = 2 for a sigmoid model."""
+    device = next(model.parameters()).device
+    inputs = normalize(images.to(device), normalization)
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        logits = model(inputs).float()
+        if flip_tta:
+            logits = (logits + model(inputs.flip(-1)).float().flip(-1)) / 2
+    if logits.shape[1] == 1:
+        foreground = torch.sigmoid(logits)
+        return torch.cat([1 - foreground, foreground], dim=1)
+    return logits.softmax(dim=1)
 
 
 class Predictor:
-    """A trained model with the preprocessing its checkpoint describes."""
+    """A trained model with the preprocessing its checkpoint describes.
 
-    def __init__(self, checkpoint_path: str | os.PathLike, device: str = "auto", flip_tta: bool = False) -> None:
+    Images are letterboxed to the training size, or, for models trained on crops (--crop) or when
+    `tiles=True`, predicted at their own resolution by overlapping tiles of the training size.
+    """
+
+    def __init__(self, checkpoint_path: str | os.PathLike, device: str = "auto", flip_tta: bool = False,
+                 tiles: bool | None = None, overlap: float = 0.25) -> None:
         self.checkpoint_path = Path(checkpoint_path)
         checkpoint = load_checkpoint(checkpoint_path)
         self.device = resolve_device(device)
@@ -29,26 +90,24 @@ class Predictor:
         self.input_size = int(checkpoint["input_size"])
         self.normalization = checkpoint["normalization"]
         self.flip_tta = flip_tta
+        self.tiles = checkpoint.get("input_mode") == "crop" if tiles is None else tiles
+        self.overlap = overlap
 
     def load(self, path: str | os.PathLike) -> np.ndarray:
         """Read an image file as the model's H x W x C uint8 input."""
         path = Path(path)
-        return image_to_array(open_image(path), self.in_channels, path)
+        return np.require(image_to_array(open_image(path), self.in_channels, path), requirements="CW")
 
     @torch.inference_mode()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, K, S, S) for a uint8 batch (N, C, S, S); K = 2 for a sigmoid model."""
-        inputs = normalize(images.to(self.device), self.normalization)
-        logits = self.model(inputs).float()
-        if self.flip_tta:
-            logits = (logits + self.model(inputs.flip(-1)).float().flip(-1)) / 2
-        if logits.shape[1] == 1:
-            foreground = torch.sigmoid(logits)
-            return torch.cat([1 - foreground, foreground], dim=1)
-        return logits.softmax(dim=1)
+        return class_probabilities(self.model, images, self.normalization, flip_tta=self.flip_tta)
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Label maps (H x W uint8) at each image's original size."""
+        if self.tiles:
+            return [sliding_window(self.probabilities, torch.from_numpy(image).permute(2, 0, 1), self.input_size,
+                                   self.overlap).argmax(dim=0).to(torch.uint8).numpy() for image in images]
         boxed = np.stack([letterbox(image, None, self.input_size)[0] for image in images])
         probs = self.probabilities(torch.from_numpy(boxed).permute(0, 3, 1, 2))
         labels = []

@@ -22,50 +22,15 @@ from utils.augment import build_augmentation
 from utils.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from utils.cli import run_main, train_parser
 from utils.dataloader import SeededSampler, SegmentationDataset
+from utils.inference import class_probabilities, sliding_window
 from utils.distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
 from utils.errors import UserError
 from utils.fileio import write_json
 from utils.layout import IGNORE_INDEX, read_class_names
 from utils.losses import SegmentationLoss, parse_loss
 from utils.metrics import ConfusionMatrix, f_score, predict_labels, scores_from_confusion
+from utils.runtime import default_normalization, normalize, resolve_device, seed_everything
 from utils.visualize import overlay, sample_grid
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def default_normalization(in_channels: int) -> dict[str, list[float]]:
-    """ImageNet statistics (their channel mean for grey input), what VGG16 weights expect."""
-    if in_channels == 3:
-        return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-    return {"mean": [sum(IMAGENET_MEAN) / 3], "std": [sum(IMAGENET_STD) / 3]}
-
-
-def normalize(images: torch.Tensor, normalization: dict[str, list[float]]) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float32 (x / 255 - mean) / std, on the images' device."""
-    mean = torch.tensor(normalization["mean"], device=images.device).view(1, -1, 1, 1)
-    std = torch.tensor(normalization["std"], device=images.device).view(1, -1, 1, 1)
-    return (images.float() / 255 - mean) / std
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; an unavailable CUDA device is a UserError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' requested but CUDA is not available; use --device cpu")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA) generators."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
 
 def rng_state() -> dict[str, Any]:
     """The global random-number states (the sampler's draws depend on seed and epoch only)."""
@@ -147,6 +112,7 @@ class Trainer:
         self.in_channels = resume["model"]["in_channels"] if resume else args.in_channels
         self.input_size = resume["input_size"] if resume else args.input_size
         self.normalization = resume["normalization"] if resume else default_normalization(self.in_channels)
+        self.input_mode = resume.get("input_mode", "letterbox") if resume else ("crop" if args.crop else "letterbox")
         self.metric_classes = max(self.num_classes, 2)
 
         weight_map = None
@@ -166,7 +132,9 @@ class Trainer:
                               pin_memory=self.device.type == "cuda", persistent_workers=args.workers > 0)
         self.train_loader = DataLoader(self.train_set, sampler=self.train_sampler,
                                        drop_last=len(self.train_sampler) > args.batch_size, **loader_options)
-        self.val_loader = DataLoader(self.val_set, sampler=val_sampler, **loader_options)
+        # Whole images of differing sizes are validated one at a time.
+        self.val_loader = DataLoader(self.val_set, sampler=val_sampler,
+                                     **{**loader_options, "batch_size": 1 if self.input_mode == "crop" else args.batch_size})
 
         if resume:
             self.net = model_from_checkpoint(resume, args.resume)
@@ -209,10 +177,12 @@ class Trainer:
     def _datasets(self, augmentation: Any, weight_map: Any) -> tuple[SegmentationDataset, SegmentationDataset]:
         """Load and check both splits; the problems of both are reported in one message."""
         args, datasets, problems = self.args, [], []
-        for split, augment, weights in ((args.train_split, augmentation, weight_map), (args.val_split, None, None)):
+        crop = self.input_mode == "crop"
+        for split, augment, weights, mode in ((args.train_split, augmentation, weight_map, self.input_mode),
+                                              (args.val_split, None, None, "full" if crop else "letterbox")):
             try:
                 datasets.append(SegmentationDataset(args.data, split, self.num_classes, self.in_channels,
-                                                    self.input_size, augment, weights, args.cache_mb))
+                                                    self.input_size, augment, weights, args.cache_mb, mode))
             except UserError as exc:
                 problems.append(f"split '{split}': {exc}")
         if problems:
@@ -272,6 +242,7 @@ class Trainer:
             "model": {"name": self.model_name, "num_classes": self.num_classes, "in_channels": self.in_channels},
             "class_names": self.class_names,
             "input_size": self.input_size,
+            "input_mode": self.input_mode,
             "normalization": self.normalization,
             "state_dict": self.net.state_dict(),
             "epoch": epoch,
@@ -292,6 +263,18 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             logits = self.model(images)
         return logits, labels, self.criterion(logits, labels, weights)
+
+    def _sliding_window_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss of one whole validation image predicted by overlapping tiles, as the predict scripts do."""
+        def tile_probabilities(tiles: torch.Tensor) -> torch.Tensor:
+            return class_probabilities(self.model, tiles, self.normalization, self.amp_dtype)
+
+        probs = sliding_window(tile_probabilities, batch["image"][0], self.input_size)[None].to(self.device)
+        log_probs = probs.clamp_min(1e-12).log()
+        # softmax(log p) = p, so log-probabilities stand in for logits in every loss and metric.
+        logits = log_probs[:, 1:] - log_probs[:, :1] if self.num_classes == 1 else log_probs
+        labels = batch["label"].to(self.device).long()
+        return logits, labels, self.criterion(logits, labels)
 
     def train_one_epoch(self, epoch: int) -> EpochStats:
         """One pass over the training split; non-finite losses are skipped and counted."""
@@ -351,7 +334,10 @@ class Trainer:
         bar = tqdm(self.val_loader, desc=f"epoch {epoch + 1}/{self.args.epochs} val", leave=False,
                    disable=not (self.args.progress and self.dist.is_main), dynamic_ncols=True)
         for batch in bar:
-            logits, labels, loss = self._forward_loss(batch)
+            if self.input_mode == "crop":
+                logits, labels, loss = self._sliding_window_loss(batch)
+            else:
+                logits, labels, loss = self._forward_loss(batch)
             pred = predict_labels(logits)
             confusion.update(pred, labels)
             stats.loss += float(loss)
