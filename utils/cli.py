@@ -34,7 +34,9 @@ def train_parser(model_name: str) -> argparse.ArgumentParser:
                       help="train on random input-size crops at the images' own resolution (no resizing) and "
                            "validate/predict by overlapping tiles; default: letterbox every image to the input size")
     data.add_argument("--augment", default="none", help="augmentation preset: none, light, medical, em, photo")
-    data.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (0 = main process)")
+    data.add_argument("--workers", type=int, default=None,
+                      help="DataLoader worker processes (0 = main process; default: 0 on CPU, where workers would "
+                           "take cores from the model, else min(8, CPU cores))")
     data.add_argument("--cache-mb", type=float, default=4096, help="keep decoded samples in memory up to this size")
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, default=50, help="number of epochs")

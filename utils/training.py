@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import random
 import signal
 import sys
@@ -128,8 +129,10 @@ class Trainer:
         self.train_sampler = SeededSampler(len(self.train_set), args.seed, rank=rank, world_size=world)
         val_sampler = SeededSampler(len(self.val_set), args.seed, shuffle=False, rank=rank, world_size=world,
                                     pad=False)
-        loader_options = dict(batch_size=args.batch_size, num_workers=args.workers,
-                              pin_memory=self.device.type == "cuda", persistent_workers=args.workers > 0)
+        workers = args.workers if args.workers is not None else \
+            (0 if self.device.type == "cpu" else min(8, os.cpu_count() or 1))
+        loader_options = dict(batch_size=args.batch_size, num_workers=workers,
+                              pin_memory=self.device.type == "cuda", persistent_workers=workers > 0)
         self.train_loader = DataLoader(self.train_set, sampler=self.train_sampler,
                                        drop_last=len(self.train_sampler) > args.batch_size, **loader_options)
         # Whole images of differing sizes are validated one at a time.
