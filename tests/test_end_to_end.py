@@ -122,3 +122,13 @@ def test_miou_per_case_and_per_patient_dice(tmp_path: Path) -> None:
     assert run_main(miou.main, ["--pred", str(pred_dir), "--data", str(tmp_path), "--empty-case", "one"]) == 0
     assert json.loads((pred_dir / "miou.json").read_text())["per_case"]["mean_image_dice"][1] == \
         pytest.approx((0.5 + 1.0 + 1.0) / 3)
+
+
+def test_channels_last_trains_the_same_model(square_dataset: Path, tmp_path: Path) -> None:
+    for layout in ("--channels-last", "--no-channels-last"):
+        assert train("unet_bn", train_args(square_dataset, tmp_path / layout, "--epochs", "1", "--in-channels", "1",
+                                           "--optimizer", "sgd", layout)) == 0
+    nhwc = load_checkpoint(tmp_path / "--channels-last" / "unet_bn" / "r" / "last.pt")["state_dict"]
+    nchw = load_checkpoint(tmp_path / "--no-channels-last" / "unet_bn" / "r" / "last.pt")["state_dict"]
+    for key, tensor in nchw.items():
+        torch.testing.assert_close(nhwc[key].contiguous(), tensor, rtol=1e-3, atol=1e-5)

@@ -59,6 +59,10 @@ def train_parser(model_name: str) -> argparse.ArgumentParser:
     run.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
     run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                      help="mixed precision (default: on with CUDA, off on CPU)")
+    run.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                     help="NHWC memory layout (default: on with CUDA, off on CPU where it trains slower)")
+    run.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                     help="torch.compile the model (falls back to eager where a graph cannot compile)")
     run.add_argument("--pretrained", default=None, help="local torchvision VGG16 state-dict file (unet only)")
     run.add_argument("--resume", default=None, help="checkpoint (or run folder) to continue from")
     run.add_argument("--log-dir", default="logs", help="runs go to <log-dir>/<model>/<run-name>/")

@@ -146,13 +146,19 @@ class Trainer:
             if args.pretrained and model_name != "unet":
                 raise UserError("--pretrained loads a VGG16 encoder, which only the 'unet' model has")
             self.net = build_model(model_name, self.num_classes, self.in_channels, **options)
-        self.net.to(self.device)
-        self.model = self.net  # what runs forward: the network, or its DistributedDataParallel wrapper
+        # channels_last speeds up CUDA convolutions; on CPU it measured slower for training (issue 7).
+        self.channels_last = args.channels_last if args.channels_last is not None else self.device.type == "cuda"
+        self.net.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        self.model = self.net  # what runs forward: the network, or its DDP / compiled wrapper
         if self.dist.enabled:
             if args.sync_bn:
                 self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if args.compile:
+            from torch import _dynamo
+            _dynamo.config.suppress_errors = True  # a graph that cannot compile runs eagerly instead
+            self.model = torch.compile(self.model)
         self.criterion = SegmentationLoss(self._loss_names(), self._class_weights())
         fused = self.device.type == "cuda"
         if args.optimizer == "sgd":
@@ -261,6 +267,8 @@ class Trainer:
 
     def _forward_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images = normalize(batch["image"].to(self.device, non_blocking=True), self.normalization)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         labels = batch["label"].to(self.device, non_blocking=True).long()
         weights = batch["weight"].to(self.device, non_blocking=True) if "weight" in batch else None
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
