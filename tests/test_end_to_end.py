@@ -131,4 +131,4 @@ def test_channels_last_trains_the_same_model(square_dataset: Path, tmp_path: Pat
     nhwc = load_checkpoint(tmp_path / "--channels-last" / "unet_bn" / "r" / "last.pt")["state_dict"]
     nchw = load_checkpoint(tmp_path / "--no-channels-last" / "unet_bn" / "r" / "last.pt")["state_dict"]
     for key, tensor in nchw.items():
-        torch.testing.assert_close(nhwc[key].contiguous(), tensor, rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(nhwc[key].contiguous(), tensor, rtol=1e-3, atol=1e-4)
