@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from utils.cli import HelpFormatter, add_device_argument, run_main
+from utils.cli import HelpFormatter, add_inference_arguments, run_main
 from utils.dataloader import find_samples, read_split
 from utils.fileio import save_image, write_json
 from utils.inference import Predictor
@@ -15,20 +15,13 @@ from utils.inference import Predictor
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt / last.pt) or run folder")
     parser.add_argument("--data", default="datasets/SynthLiver", help="dataset folder")
     parser.add_argument("--split", default="val", help="split file to predict")
     parser.add_argument("--out", default=None, help="output folder (default: results/<model>-<run>/<split>)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
-    parser.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
-    parser.add_argument("--tiles", action=argparse.BooleanOptionalAction, default=None,
-                        help="predict at the image's own resolution by overlapping tiles of the training size "
-                             "(default: on for models trained with --crop, else letterbox to the training size)")
-    parser.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with its neighbour")
-    add_device_argument(parser)
+    add_inference_arguments(parser)
     args = parser.parse_args(argv)
-    predictor = Predictor(args.checkpoint, args.device, flip_tta=args.flip_tta, tiles=args.tiles,
-                          overlap=args.overlap)
+    predictor = Predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap)
     run = predictor.checkpoint_path.parent.name
     out = Path(args.out) if args.out else Path("results") / f"{predictor.model_name}-{run}" / args.split
     samples = find_samples(args.data, read_split(args.data, args.split), need_labels=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from utils.cli import HelpFormatter, add_device_argument, run_main
+from utils.cli import HelpFormatter, add_inference_arguments, run_main
 from utils.errors import UserError
 from utils.fileio import save_image
 from utils.inference import Predictor
@@ -15,22 +15,15 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt / last.pt) or run folder")
     parser.add_argument("--out", default="results/predict", help="output folder")
     parser.add_argument("--alpha", type=float, default=0.5, help="opacity of the class colours in the overlay")
-    parser.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
-    parser.add_argument("--tiles", action=argparse.BooleanOptionalAction, default=None,
-                        help="predict at the image's own resolution by overlapping tiles of the training size "
-                             "(default: on for models trained with --crop, else letterbox to the training size)")
-    parser.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with its neighbour")
-    add_device_argument(parser)
+    add_inference_arguments(parser)
     args = parser.parse_args(argv)
     paths = [Path(p) for p in args.images]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise UserError(f"image(s) not found: {', '.join(missing)}")
-    predictor = Predictor(args.checkpoint, args.device, flip_tta=args.flip_tta, tiles=args.tiles,
-                          overlap=args.overlap)
+    predictor = Predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap)
     out = Path(args.out)
     classes = max(predictor.num_classes, 2)
     for path, image, label in predictor.predict_files(paths, batch_size=1):

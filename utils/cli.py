@@ -17,6 +17,17 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
 
 
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the scripts that apply a checkpoint (predict.py, get_miou_prediction.py)."""
+    parser.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt / last.pt) or run folder")
+    parser.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
+    parser.add_argument("--tiles", action=argparse.BooleanOptionalAction, default=None,
+                        help="predict at the image's own resolution by overlapping tiles of the training size "
+                             "(default: on for models trained with --crop, else letterbox to the training size)")
+    parser.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with its neighbour")
+    add_device_argument(parser)
+
+
 def train_parser(model_name: str) -> argparse.ArgumentParser:
     """Options of the three train scripts (identical for every model)."""
     parser = argparse.ArgumentParser(
