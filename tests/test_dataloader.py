@@ -29,7 +29,7 @@ def test_valid_sample_is_letterboxed_uint8(square_dataset: Path) -> None:
 def test_letterbox_pads_with_ignore() -> None:
     image = np.full((10, 20, 3), 7, dtype=np.uint8)
     label = np.ones((10, 20), dtype=np.uint8)
-    boxed, boxed_label = letterbox(image, label, 40)
+    boxed, boxed_label, _ = letterbox(image, label, 40)
     assert boxed.shape == (40, 40, 3) and boxed_label.shape == (40, 40)
     assert (boxed_label[:20] == 1).all() and (boxed_label[20:] == 255).all()
     assert (boxed[:20] == 7).all() and (boxed[20:] == 0).all()

@@ -93,11 +93,11 @@ def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def letterbox(image: np.ndarray, label: np.ndarray | None, size: int
-              ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Resize (bilinear / nearest) so the longer side is `size`, then pad bottom-right to size x size.
+def letterbox(image: np.ndarray, label: np.ndarray | None, size: int, weights: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Resize so the longer side is `size` (image bilinear; label and weights nearest), then pad to size x size.
 
-    Padding is 0 in the image and IGNORE_INDEX in the label, so it never counts in loss or metrics.
+    Padding is 0 in the image and weights and IGNORE_INDEX in the label, so it never counts in loss or metrics.
     """
     height, width = image.shape[:2]
     new_h, new_w = letterbox_size(height, width, size)
@@ -107,15 +107,10 @@ def letterbox(image: np.ndarray, label: np.ndarray | None, size: int
         image = np.stack(channels, axis=2)
         if label is not None:
             label = np.asarray(Image.fromarray(label).resize((new_w, new_h), Image.NEAREST))
-    if (new_h, new_w) != (size, size):
-        padded = np.zeros((size, size, image.shape[2]), dtype=np.uint8)
-        padded[:new_h, :new_w] = image
-        image = padded
-        if label is not None:
-            padded_label = np.full((size, size), IGNORE_INDEX, dtype=np.uint8)
-            padded_label[:new_h, :new_w] = label
-            label = padded_label
-    return image, label
+        if weights is not None:
+            weights = np.asarray(Image.fromarray(weights.astype(np.float32), mode="F").resize(
+                (new_w, new_h), Image.NEAREST))
+    return pad_to(image, label, weights, size)
 
 
 def find_samples(root: str | os.PathLike, stems: list[str], need_labels: bool = True) -> list[Sample]:
@@ -227,9 +222,7 @@ class SegmentationDataset(Dataset):
         image, label = load_pair(sample, self.in_channels, self.num_classes)
         weights = self.weight_map(label) if self.weight_map else None
         if self.mode == "letterbox":
-            image, label = letterbox(image, label, self.input_size)
-            if weights is not None:
-                weights = letterbox_float(weights, self.input_size)
+            image, label, weights = letterbox(image, label, self.input_size, weights)
         elif self.mode == "crop":
             image, label, weights = pad_to(image, label, weights, self.input_size)
         # PIL-backed arrays are read-only; torch.from_numpy needs writable memory.
@@ -262,15 +255,16 @@ class SegmentationDataset(Dataset):
         return item
 
 
-def pad_to(image: np.ndarray, label: np.ndarray, weights: np.ndarray | None, size: int
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Pad bottom/right to at least size x size (image 0, label IGNORE_INDEX, weight 0) so a crop fits."""
-    height, width = label.shape
+def pad_to(image: np.ndarray, label: np.ndarray | None, weights: np.ndarray | None, size: int
+           ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Pad bottom/right to at least size x size (image 0, label IGNORE_INDEX, weight 0)."""
+    height, width = image.shape[:2]
     pad_h, pad_w = max(0, size - height), max(0, size - width)
     if not (pad_h or pad_w):
         return image, label, weights
     image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
-    label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=IGNORE_INDEX)
+    if label is not None:
+        label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=IGNORE_INDEX)
     if weights is not None:
         weights = np.pad(weights, ((0, pad_h), (0, pad_w)))
     return image, label, weights
@@ -285,17 +279,6 @@ def random_crop(image: torch.Tensor, label: torch.Tensor, weights: torch.Tensor 
     window = (slice(top, top + size), slice(left, left + size))
     return (image[:, window[0], window[1]], label[window],
             None if weights is None else weights[window])
-
-
-def letterbox_float(values: np.ndarray, size: int) -> np.ndarray:
-    """Letterbox a float map (nearest resize, zero padding) like the label it belongs to."""
-    height, width = values.shape
-    new_h, new_w = letterbox_size(height, width, size)
-    if (new_h, new_w) != (height, width):
-        values = np.asarray(Image.fromarray(values.astype(np.float32), mode="F").resize((new_w, new_h), Image.NEAREST))
-    out = np.zeros((size, size), dtype=np.float32)
-    out[:new_h, :new_w] = values
-    return out
 
 
 class SeededSampler(Sampler):

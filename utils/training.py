@@ -23,15 +23,16 @@ from utils.augment import build_augmentation
 from utils.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from utils.cli import run_main, train_parser
 from utils.dataloader import SeededSampler, SegmentationDataset
-from utils.inference import class_probabilities, sliding_window
 from utils.distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
 from utils.errors import UserError
 from utils.fileio import write_json
+from utils.inference import class_probabilities, sliding_window
 from utils.layout import IGNORE_INDEX, read_class_names
 from utils.losses import SegmentationLoss, parse_loss
 from utils.metrics import ConfusionMatrix, f_score, predict_labels, scores_from_confusion
 from utils.runtime import default_normalization, normalize, resolve_device, seed_everything
 from utils.visualize import overlay, sample_grid
+
 
 def rng_state() -> dict[str, Any]:
     """The global random-number states (the sampler's draws depend on seed and epoch only)."""
