@@ -226,7 +226,8 @@ class SegmentationDataset(Dataset):
         elif self.mode == "crop":
             image, label, weights = pad_to(image, label, weights, self.input_size)
         # PIL-backed arrays are read-only; torch.from_numpy needs writable memory.
-        return np.require(image, requirements="CW"), np.require(label, requirements="CW"), weights
+        return (np.require(image, requirements="CW"), np.require(label, requirements="CW"),
+                None if weights is None else np.require(weights, np.float32, "CW"))
 
     def __len__(self) -> int:
         return len(self.samples)
