@@ -67,3 +67,18 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
             raise RuntimeError("crash while writing")
     assert target.read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_full_disk_during_save_is_a_clear_error_and_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "last.pt"
+    save_checkpoint(target, tiny_checkpoint())
+    before = target.read_bytes()
+
+    def full_disk(*_args, **_kwargs) -> None:  # what torch's zip writer raises when the disk fills up
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 156854592 vs 156854484")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(UserError, match=r"could not write checkpoint .*last\.pt.*unchanged"):
+        save_checkpoint(target, tiny_checkpoint())
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

@@ -36,6 +36,8 @@ def test_train_score_predict(square_dataset: Path, tmp_path: Path, capsys) -> No
     assert any(p.name.startswith("events.out.tfevents") for p in run.iterdir())
     checkpoint = load_checkpoint(run / "best.pt")
     assert checkpoint["class_names"] == ["background", "square"] and checkpoint["epoch"] >= 1
+    assert "optimizer" not in checkpoint  # best.pt is weights only; last.pt carries the training state
+    assert {"optimizer", "scheduler", "rng"} <= set(load_checkpoint(run / "last.pt"))
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[1]["lr"] == pytest.approx(1e-3 * 0.92)

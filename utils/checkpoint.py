@@ -22,8 +22,13 @@ REQUIRED = ("format", "version", "model", "class_names", "input_size", "normaliz
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
     """Write a checkpoint atomically (temporary file in the same folder, then rename)."""
     checkpoint = {"format": FORMAT, "version": VERSION, **checkpoint}
-    with atomic_open(path, "wb") as handle:
-        torch.save(checkpoint, handle)
+    try:
+        with atomic_open(path, "wb") as handle:
+            torch.save(checkpoint, handle)
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError from its zip writer
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise UserError(f"could not write checkpoint {path}: {reason}; the previous file, if any, is unchanged "
+                        f"(check free disk space with `df -h {Path(path).parent}`)") from None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

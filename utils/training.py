@@ -463,10 +463,9 @@ class Trainer:
         for index, image in enumerate(overlays):
             writer.add_image(f"val/overlay_{index}", image, epoch + 1, dataformats="HWC")
         writer.flush()
-        state = self.checkpoint(epoch + 1)
-        save_checkpoint(self.run_dir / "last.pt", state)
-        if improved:
-            save_checkpoint(self.run_dir / "best.pt", state)
+        save_checkpoint(self.run_dir / "last.pt", self.checkpoint(epoch + 1))
+        if improved:  # best.pt is for scoring and prediction: weights only, a third of last.pt's size with Adam
+            save_checkpoint(self.run_dir / "best.pt", self.checkpoint(epoch + 1, with_training_state=False))
         write_json(self.run_dir / "history.json", self.history)
         print(f"epoch {epoch + 1}/{self.args.epochs}: train loss {train.loss:.4f} f {train.f_score:.4f} | "
               f"val loss {val.loss:.4f} f {val.f_score:.4f} mIoU {miou:.4f}{' (best)' if improved else ''} | "
