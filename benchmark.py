@@ -31,10 +31,19 @@ from nets.summary import count_flops
 from utils.cli import HelpFormatter, add_device_argument, run_main
 from utils.errors import UserError
 from utils.fileio import write_json, write_text
-from utils.runtime import default_normalization, normalize, resolve_device
+from utils.runtime import (cpuinfo, default_amp, default_channels_last, default_normalization, native_bf16,
+                           normalize, resolve_device)
 
 GIB = 2**30
 POOL_BATCHES = 4  # the synthetic dataset is re-iterated, so its size (and RSS) does not grow with --steps
+
+
+@dataclass(frozen=True)
+class Phase:
+    """The levers of one phase (training or inference)."""
+
+    channels_last: bool = False
+    amp: bool = False  # autocast to bfloat16
 
 
 @dataclass(frozen=True)
@@ -42,14 +51,15 @@ class Variant:
     """The performance levers one measurement uses."""
 
     name: str
-    channels_last: bool = False
+    train: Phase = Phase()
+    infer: Phase = Phase()
     compile: bool = False
-    amp: bool = False  # autocast to bfloat16
     cudnn_benchmark: bool = False
     fused_adam: bool = False
 
 
 EAGER = Variant("eager-fp32-nchw")
+VARIANTS = ("eager", "default", "tuned")
 
 
 @dataclass(frozen=True)
@@ -66,24 +76,6 @@ class Config:
     threads: int
     in_channels: int
     num_classes: int
-
-
-def cpuinfo(field: str) -> list[str]:
-    """Every value of `field` in /proc/cpuinfo, one per logical CPU (none where that file is missing)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            pairs = [line.partition(":") for line in handle]
-    except OSError:
-        return []
-    return [value.strip() for key, _, value in pairs if key.strip() == field]
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 runs in hardware: CUDA compute capability 8+, or oneDNN on a CPU with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device)[0] >= 8
-    flags = set(next(iter(cpuinfo("flags")), "").split())
-    return torch.backends.mkldnn.is_available() and bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def synchronize(device: torch.device) -> None:
@@ -160,15 +152,21 @@ class Measurement:
         torch.backends.cudnn.benchmark = self.variant.cudnn_benchmark
         self.normalization = default_normalization(config.in_channels)
         model = build_model(config.model, num_classes=config.num_classes, in_channels=config.in_channels)
-        self.model = model.to(self.device, memory_format=self._memory_format())
+        self.model = model.to(self.device)
         self.compiled = torch.compile(self.model) if self.variant.compile else self.model
+        self.phase = self.variant.infer
+
+    def _start(self, phase: Phase) -> None:
+        """Put the model in the memory format of the phase about to be measured."""
+        self.phase = phase
+        self.model.to(memory_format=self._memory_format())
 
     def _memory_format(self) -> torch.memory_format:
-        """channels_last for the tuned variant when asked for, else the default NCHW."""
-        return torch.channels_last if self.variant.channels_last else torch.contiguous_format
+        """channels_last where the phase asks for it, else the default NCHW."""
+        return torch.channels_last if self.phase.channels_last else torch.contiguous_format
 
     def _inputs(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images on the device -> normalised float input in the variant's memory format."""
+        """uint8 images on the device -> normalised float input in the phase's memory format."""
         return normalize(images, self.normalization).contiguous(memory_format=self._memory_format())
 
     def _first_call(self, run: Callable[[nn.Module], object]) -> nn.Module:
@@ -204,13 +202,14 @@ class Measurement:
 
     def inference(self) -> dict[str, Any]:
         """Forward passes under inference_mode on one fixed batch."""
+        self._start(self.variant.infer)
         self.model.eval()
         self._reset_cuda_peak()
         shape = (self.config.batch, self.config.in_channels, self.config.size, self.config.size)
         inputs = self._inputs(torch.randint(0, 256, shape, dtype=torch.uint8, device=self.device))
 
         def run(net: nn.Module, count: int = 1) -> None:
-            with torch.inference_mode(), autocast(self.device, self.variant.amp):
+            with torch.inference_mode(), autocast(self.device, self.phase.amp):
                 for _ in range(count):
                     net(inputs)
 
@@ -238,7 +237,7 @@ class Measurement:
             loaded = time.perf_counter()
             inputs = self._inputs(images.to(self.device, non_blocking=True))
             labels = labels.to(self.device, non_blocking=True).long()
-            with autocast(self.device, self.variant.amp):
+            with autocast(self.device, self.phase.amp):
                 loss = F.cross_entropy(net(inputs), labels)
             loss.backward()
             optimizer.step()
@@ -250,6 +249,7 @@ class Measurement:
 
     def training(self) -> dict[str, Any]:
         """Full training steps fed by a DataLoader; the share of step time spent waiting for data."""
+        self._start(self.variant.train)
         self.model.train()
         self._reset_cuda_peak()
         optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4, fused=self.variant.fused_adam or None)
@@ -290,8 +290,8 @@ def model_flops(name: str, size: int, in_channels: int, num_classes: int) -> dic
 
 def add_rates(record: dict[str, Any], flops: dict[str, int], peaks: dict[str, dict[str, Any]]) -> None:
     """GFLOP/s = FLOPs per image * img/s / 1e9, and its fraction of the matmul peak of the compute dtype."""
-    peak = "bf16" if record["levers"]["amp"] and "bf16" in peaks else "fp32"
     for phase in ("train", "infer"):
+        peak = "bf16" if record["levers"][phase]["amp"] and "bf16" in peaks else "fp32"
         stats = record[phase]
         stats["flops_per_image"] = flops[phase]
         stats["gflops"] = flops[phase] * stats["img_per_s"] / 1e9
@@ -300,7 +300,7 @@ def add_rates(record: dict[str, Any], flops: dict[str, int], peaks: dict[str, di
 
 
 def add_speedups(records: list[dict[str, Any]]) -> None:
-    """speed-up = tuned img/s / eager img/s, on each tuned record whose model has an eager one."""
+    """speed-up = img/s / eager img/s, on each other record whose model has an eager one."""
     eager = {r["model"]: r for r in records if r["variant"] == EAGER.name and "error" not in r}
     for record in records:
         base = eager.get(record["model"])
@@ -324,16 +324,22 @@ def run_config(config: Config, flops: dict[str, int], peaks: dict[str, dict[str,
 
 
 def lever_text(record: dict[str, Any]) -> str:
-    """The variant with the levers it actually used."""
+    """The variant with the levers it actually used (per phase where the phases differ)."""
     levers = record["levers"]
     if record["variant"] == EAGER.name:
         return EAGER.name
+
+    def phase_text(phase: dict[str, bool]) -> list[str]:
+        return [name for name, on in (("channels-last", phase["channels_last"]), ("bf16", phase["amp"])) if on]
+
+    train, infer = phase_text(levers["train"]), phase_text(levers["infer"])
+    used = ["+".join(train)] if train == infer else \
+        [f"train {'+'.join(train) or 'fp32-nchw'} / infer {'+'.join(infer) or 'fp32-nchw'}"]
     fell_back = "error" not in record and not (record["train"]["compiled"] and record["infer"]["compiled"])
-    used = [("channels-last", levers["channels_last"]),
-            ("compile (failed, ran eager)" if fell_back else "compile", levers["compile"]),
-            ("bf16", levers["amp"]), ("cudnn.benchmark", levers["cudnn_benchmark"]),
-            ("fused Adam", levers["fused_adam"])]
-    return f"{record['variant']}: " + ("+".join(name for name, on in used if on) or "no levers")
+    used += [name for name, on in (("compile (failed, ran eager)" if fell_back else "compile", levers["compile"]),
+                                   ("cudnn.benchmark", levers["cudnn_benchmark"]),
+                                   ("fused Adam", levers["fused_adam"])) if on]
+    return f"{record['variant']}: " + (", ".join(part for part in used if part) or "no levers")
 
 
 def table_row(record: dict[str, Any]) -> str:
@@ -375,7 +381,7 @@ def markdown(env: dict[str, Any], settings: dict[str, Any], records: list[dict[s
     lines = ["# Benchmark", "", hardware_line(env), "", peak_line(env), "",
              f"{settings['steps']} timed steps after {settings['warmup']} warm-up steps; training is fed by an "
              f"in-process DataLoader over in-memory uint8 samples; % of the matmul peak of the compute dtype; "
-             f"peak memory is the {memory}; speed-up is tuned / eager img/s (train / infer).", "",
+             f"peak memory is the {memory}; speed-up is img/s over the eager row of the same model (train / infer).", "",
              "| model | variant | device | size | batch | train img/s | infer img/s | train GFLOP/s (% of peak) "
              "| infer GFLOP/s (% of peak) | data wait % | peak memory (GiB) | speed-up |",
              "|" + "---|" * 12]
@@ -395,7 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--in-channels", type=int, default=3, choices=(1, 3), help="model input channels")
     parser.add_argument("--num-classes", type=int, default=2, help="output classes (cross-entropy, so 2 or more)")
     parser.add_argument("--out", default="bench", help="folder for benchmark.json and benchmark.md")
-    parser.add_argument("--only", default="both", choices=("eager", "tuned", "both"), help="variants to measure")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated: eager (plain fp32 NCHW), default (what the train and predict "
+                             "scripts use on this device), tuned (the levers below)")
     parser.add_argument("--peak-seconds", type=float, default=1.0, help="time spent on each matmul peak")
     tuned = parser.add_argument_group("tuned variant levers")
     tuned.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
@@ -435,14 +443,24 @@ def check_device(name: str) -> torch.device:
 
 
 def variants(args: argparse.Namespace, device: torch.device, bf16_native: bool) -> list[Variant]:
-    """The variants --only asks for; tuned takes the flags, and cuDNN autotuning and fused Adam on CUDA."""
+    """The variants asked for: eager; default = the scripts' defaults (training as utils.training sets it up,
+    inference as utils.inference.Predictor: fp32 channels-last); tuned = the flags, with cuDNN autotuning
+    and fused Adam on CUDA."""
+    names = [name.strip() for name in args.variants.split(",") if name.strip()]
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown or not names:
+        raise UserError(f"unknown variant(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(VARIANTS)}")
     amp = bf16_native if args.amp is None else args.amp
     if amp and not bf16_native:
         print(f"note: bf16 is not native on {device}; --amp will likely be slow", file=sys.stderr)
     cuda = device.type == "cuda"
-    tuned = Variant("tuned", channels_last=args.channels_last, compile=args.compile, amp=amp,
-                    cudnn_benchmark=cuda, fused_adam=cuda)
-    return {"eager": [EAGER], "tuned": [tuned], "both": [EAGER, tuned]}[args.only]
+    tuned_phase = Phase(channels_last=args.channels_last, amp=amp)
+    chosen = {"eager": EAGER,
+              "default": Variant("default", train=Phase(default_channels_last(device), default_amp(device)),
+                                 infer=Phase(channels_last=True), cudnn_benchmark=cuda, fused_adam=cuda),
+              "tuned": Variant("tuned", train=tuned_phase, infer=tuned_phase, compile=args.compile,
+                               cudnn_benchmark=cuda, fused_adam=cuda)}
+    return [chosen[name] for name in dict.fromkeys(names)]
 
 
 def main(argv: list[str] | None = None) -> int:

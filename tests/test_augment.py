@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as nnf
 from torchvision.transforms.v2 import functional as F
 
-from utils.augment import PRESETS, Augmentation, _RotateElastic, build_augmentation
+from utils.augment import PRESETS, Augmentation, _RotateElastic, augment_batch, build_augmentation
 
 ACTIVE = [name for name in PRESETS if name != "none"]
 CODES = torch.tensor([40.0, 120.0, 200.0])  # image grey level of classes 0, 1, 2
@@ -210,3 +210,20 @@ def test_noise_clamps_instead_of_wrapping():
         # noise; a uint8 wrap-around of 255 + noise would land near 0.
         assert out_image.min() >= 100
     assert noisy > 0
+
+
+@pytest.mark.parametrize("name", ACTIVE)
+def test_batch_augmentation_equals_per_sample_augmentation_with_the_same_seeds(name):
+    augmentation = build_augmentation(name)
+    labels = torch.stack([block_label(40, 40, 5, seed) for seed in range(3)])
+    images = torch.stack([encode(label, 3) for label in labels])
+    weights = torch.rand(labels.shape, generator=torch.Generator().manual_seed(9))
+    seeds = torch.tensor([11, 12, 2**62 - 1])
+    out_images, out_labels, out_weights = augment_batch(augmentation, images, labels, weights, seeds)
+    assert out_images.shape == images.shape and out_labels.shape == labels.shape
+    for index, seed in enumerate(seeds.tolist()):
+        torch.manual_seed(seed)
+        image, label, weight = augmentation(images[index], labels[index], weights[index])
+        assert torch.equal(out_images[index], image) and torch.equal(out_labels[index], label)
+        assert torch.equal(out_weights[index], weight)
+    assert not torch.equal(out_images[0], out_images[1])  # each sample draws its own parameters

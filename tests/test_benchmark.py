@@ -5,8 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import benchmark
+from utils import runtime
 from utils.cli import run_main
 
 TINY = ["--size", "32", "--batch-size", "1", "--steps", "1", "--warmup", "1", "--models", "unet_bn",
@@ -17,13 +19,17 @@ TINY = ["--size", "32", "--batch-size", "1", "--steps", "1", "--warmup", "1", "-
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     """One tiny run of the tuned variant (in a spawned process): the parsed JSON and the Markdown."""
     out = tmp_path_factory.mktemp("bench")
-    assert benchmark.main([*TINY, "--only", "tuned", "--device", "cpu", "--out", str(out)]) == 0
+    assert benchmark.main([*TINY, "--variants", "default,tuned", "--device", "cpu", "--out", str(out)]) == 0
     return json.loads((out / "benchmark.json").read_text()), (out / "benchmark.md").read_text()
 
 
 def test_records_are_positive(report: tuple[dict, str]) -> None:
     data, _ = report
-    assert [r["variant"] for r in data["records"]] == ["tuned"]
+    assert [r["variant"] for r in data["records"]] == ["default", "tuned"]
+    default = data["records"][0]["levers"]  # the train scripts' CPU default; inference: fp32 channels-last
+    native = runtime.native_bf16(torch.device("cpu"))
+    assert default["train"] == {"channels_last": native, "amp": native}
+    assert default["infer"] == {"channels_last": True, "amp": False}
     for record in data["records"]:
         assert "error" not in record
         for phase in ("train", "infer"):
@@ -46,8 +52,10 @@ def test_gflops_and_peak_fraction_follow_from_stored_fields(report: tuple[dict, 
             assert stats["peak_fraction"] == pytest.approx(stats["gflops"] / peaks[stats["peak"]]["gflops"])
     peak = peaks["fp32"]
     assert peak["gflops"] == pytest.approx(2 * peak["n"] ** 3 * peak["repeats"] / peak["seconds"] / 1e9)
-    expected = "bf16" if data["records"][0]["levers"]["amp"] else "fp32"
-    assert data["records"][0]["train"]["peak"] == expected
+    for record in data["records"]:
+        for phase in ("train", "infer"):
+            expected = "bf16" if record["levers"][phase]["amp"] and "bf16" in peaks else "fp32"
+            assert record[phase]["peak"] == expected
 
 
 def test_markdown_has_header_and_one_row_per_record(report: tuple[dict, str]) -> None:
@@ -57,7 +65,8 @@ def test_markdown_has_header_and_one_row_per_record(report: tuple[dict, str]) ->
     for column in ("train img/s", "infer img/s", "train GFLOP/s (% of peak)", "data wait %", "peak memory (GiB)"):
         assert column in header
     rows = [line for line in text.splitlines() if line.startswith("| unet_bn |")]
-    assert len(rows) == len(data["records"]) == 1
+    assert len(rows) == len(data["records"]) == 2
+    assert "infer channels-last" in rows[0].split("|")[2]
     assert all(row.count("|") == header.count("|") for row in rows)
 
 
@@ -67,6 +76,7 @@ def test_markdown_has_header_and_one_row_per_record(report: tuple[dict, str]) ->
     (["--device", "tpu"], "device"),
     (["--device", "mps"], "not supported"),
     (["--warmup", "0"], "--warmup must be at least 1"),
+    (["--variants", "eager,fast"], "unknown variant(s) fast"),
 ])
 def test_bad_options_are_user_errors(arguments: list[str], message: str, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:

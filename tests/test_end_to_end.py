@@ -12,16 +12,20 @@ from PIL import Image
 import get_miou_prediction
 import miou
 import predict
+from utils import runtime
 from utils.checkpoint import load_checkpoint
 from utils.cli import run_main
 from utils.training import train
 
 TIMING = ("data_seconds", "step_seconds")
+# The speed defaults depend on the CPU (bf16 + NHWC where bf16 is native); tests pin fp32 NCHW so they
+# check the same numbers on every machine.
+FP32_NCHW = ("--no-amp", "--no-channels-last")
 
 
 def train_args(data: Path, logs: Path, *extra: str) -> list[str]:
     return ["--data", str(data), "--input-size", "32", "--batch-size", "3", "--workers", "0", "--lr", "1e-3",
-            "--log-dir", str(logs), "--run-name", "r", "--no-progress", "--overlays", "1", *extra]
+            "--log-dir", str(logs), "--run-name", "r", "--no-progress", "--overlays", "1", *FP32_NCHW, *extra]
 
 
 def curve(history: list[dict]) -> list[dict]:
@@ -80,6 +84,24 @@ def test_resume_matches_an_uninterrupted_run(square_dataset: Path, tmp_path: Pat
         assert torch.equal(tensor, resumed["state_dict"][key]), key
 
 
+@pytest.mark.parametrize("crop", [False, True])
+def test_augmenting_on_the_device_trains_like_augmenting_in_the_loader(square_dataset: Path, tmp_path: Path,
+                                                                       crop: bool) -> None:
+    common = ("--in-channels", "1", "--augment", "medical", "--deterministic", "--epochs", "1", "--seed", "5",
+              "--weight-map", *(("--crop", "--input-size", "24") if crop else ()))
+    assert train("unet_bn", train_args(square_dataset, tmp_path / "loader", *common)) == 0
+    assert train("unet_bn", train_args(square_dataset, tmp_path / "device", *common, "--augment-on-device")) == 0
+    loader = load_checkpoint(tmp_path / "loader" / "unet_bn" / "r" / "last.pt")
+    device = load_checkpoint(tmp_path / "device" / "unet_bn" / "r" / "last.pt")
+    if crop:  # the device draws its own augmentation parameters after the loader's crop
+        assert curve(device["history"]) != curve(loader["history"])
+        assert device["history"][0]["train_loss"] == pytest.approx(loader["history"][0]["train_loss"], rel=0.2)
+    else:  # the same seed per sample and the same operations: the same run
+        assert curve(device["history"]) == curve(loader["history"])
+        for key, tensor in loader["state_dict"].items():
+            assert torch.equal(tensor, device["state_dict"][key]), key
+
+
 def test_second_run_gets_a_new_folder(square_dataset: Path, tmp_path: Path) -> None:
     for _ in range(2):
         assert train("unet_bn", train_args(square_dataset, tmp_path, "--epochs", "1", "--in-channels", "1")) == 0
@@ -124,6 +146,25 @@ def test_miou_per_case_and_per_patient_dice(tmp_path: Path) -> None:
     assert run_main(miou.main, ["--pred", str(pred_dir), "--data", str(tmp_path), "--empty-case", "one"]) == 0
     assert json.loads((pred_dir / "miou.json").read_text())["per_case"]["mean_image_dice"][1] == \
         pytest.approx((0.5 + 1.0 + 1.0) / 3)
+
+
+def test_bf16_autocast_on_the_cpu_trains_and_is_the_default_only_with_native_bf16(
+        square_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert train("unet_bn", train_args(square_dataset, tmp_path, "--epochs", "1", "--in-channels", "1",
+                                       "--amp", "--channels-last")) == 0
+    checkpoint = load_checkpoint(tmp_path / "unet_bn" / "r" / "last.pt")
+    assert all(t.dtype == torch.float32 for t in checkpoint["state_dict"].values() if t.is_floating_point())
+    # validation runs in fp32 even when training autocasts, so the offline score is the printed one
+    pred = tmp_path / "pred"
+    assert run_main(get_miou_prediction.main, ["--checkpoint", str(tmp_path / "unet_bn" / "r" / "last.pt"),
+                                               "--data", str(square_dataset), "--out", str(pred)]) == 0
+    assert run_main(miou.main, ["--pred", str(pred), "--data", str(square_dataset)]) == 0
+    offline = json.loads((pred / "miou.json").read_text())["miou"]
+    assert offline == pytest.approx(checkpoint["history"][0]["val_miou"], abs=1e-9)
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(runtime, "native_bf16", lambda device, native=native: native)
+        assert runtime.default_amp(cpu) is native and runtime.default_channels_last(cpu) is native
 
 
 def test_channels_last_trains_the_same_model(square_dataset: Path, tmp_path: Path) -> None:

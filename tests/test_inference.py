@@ -50,7 +50,7 @@ def test_crop_training_validates_and_predicts_by_tiles(square_dataset: Path, tmp
     logs = tmp_path / "logs"
     assert train("unet_bn", ["--data", str(square_dataset), "--crop", "--input-size", "16", "--epochs", "1",
                              "--batch-size", "3", "--in-channels", "1", "--workers", "0", "--lr", "1e-3",
-                             "--log-dir", str(logs), "--run-name", "r", "--no-progress"]) == 0
+                             "--log-dir", str(logs), "--run-name", "r", "--no-progress", "--no-amp"]) == 0
     checkpoint = load_checkpoint(logs / "unet_bn" / "r" / "best.pt")
     assert checkpoint["input_mode"] == "crop" and checkpoint["input_size"] == 16
     pred = tmp_path / "pred"

@@ -109,16 +109,16 @@ def test_f_score_by_hand():
     target = torch.tensor([[[0, 0, 1, 1, 255]]])
     # matrix [[1, 1], [0, 2]]: class 0 TP 1, FN 1, FP 0; class 1 TP 2, FN 0, FP 1
     # beta 1: F_0 = 2 / (2 + 1 + 0) = 0.666667, F_1 = 4 / (4 + 0 + 1) = 0.8, mean 0.733333 (smooth 1e-5 adds ~1e-6)
-    assert f_score(logits, target) == pytest.approx(0.733334, abs=1e-6)
+    assert float(f_score(logits, target)) == pytest.approx(0.733334, abs=1e-6)
     # beta 2 (b2 = 4): F_0 = 5 / (5 + 4 + 0) = 0.555556, F_1 = 10 / (10 + 0 + 1) = 0.909091, mean 0.732323
-    assert f_score(logits, target, beta=2.0) == pytest.approx(0.732323, abs=1e-6)
+    assert float(f_score(logits, target, beta=2.0)) == pytest.approx(0.732323, abs=1e-6)
 
 
 def test_f_score_single_channel_uses_two_classes():
     # C = 1: prediction logit > 0 gives (0, 1, 1, 1), the same hard predictions as above
     logits = torch.tensor([[[[-1.0, 2.0, 0.5, 3.0]]]])
     target = torch.tensor([[[0, 0, 1, 1]]])
-    assert f_score(logits, target) == pytest.approx(0.733334, abs=1e-6)
+    assert float(f_score(logits, target)) == pytest.approx(0.733334, abs=1e-6)
 
 
 def test_case_dice_by_hand():
@@ -142,3 +142,17 @@ def test_case_dice_both_empty_returns_empty_argument():
     target = np.array([[0, 0, 255]])  # the only predicted foreground lies on an ignored pixel
     assert case_dice(pred, target) is None
     assert case_dice(pred, target, empty=1.0) == 1.0
+
+
+def test_accumulated_matrix_rejects_out_of_range_labels_when_computed():
+    accumulated = ConfusionMatrix(2)
+    accumulated.update(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 255]))
+    accumulated.update(torch.tensor([0, 0]), torch.tensor([7, 1]))  # 7 is no class: counted, reported later
+    with pytest.raises(ValueError, match="1 label pixels are not below num_classes=2"):
+        accumulated.compute()
+
+
+def test_f_score_stays_on_the_device_as_a_tensor():
+    score = f_score(torch.tensor([[[[2.0, -1.0]], [[0.0, 3.0]]]]), torch.tensor([[[0, 1]]]))
+    assert isinstance(score, torch.Tensor) and score.dim() == 0
+    assert float(score) == pytest.approx(1.0)

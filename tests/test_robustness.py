@@ -24,7 +24,7 @@ TIMING = ("data_seconds", "step_seconds")
 def args(data: Path, logs: Path, epochs: int, *extra: str) -> list[str]:
     return ["--data", str(data), "--input-size", "32", "--batch-size", "2", "--workers", "0", "--lr", "1e-3",
             "--in-channels", "1", "--augment", "medical", "--deterministic", "--seed", "7", "--epochs", str(epochs),
-            "--log-dir", str(logs), "--run-name", "r", "--no-progress", *extra]
+            "--log-dir", str(logs), "--run-name", "r", "--no-progress", "--no-amp", "--no-channels-last", *extra]
 
 
 def start(arguments: list[str]) -> subprocess.Popen:
@@ -125,7 +125,7 @@ def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path: 
     # SGD, because Adam's normalised step turns float rounding in near-zero gradients into sign flips.
     common = ["--data", str(square_dataset), "--input-size", "32", "--workers", "0", "--lr", "1e-2", "--optimizer", "sgd",
               "--in-channels", "1", "--loss", "ce", "--seed", "4", "--epochs", "2", "--run-name", "r",
-              "--no-progress"]
+              "--no-progress", "--no-amp", "--no-channels-last"]
     assert train("unet", [*common, "--batch-size", "2", "--log-dir", str(tmp_path / "single")]) == 0
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                              "unet_train_medical.py", *common, "--batch-size", "1", "--log-dir", str(tmp_path / "ddp")],

@@ -83,13 +83,15 @@ class _RotateElastic:
         # v2.ElasticTransform's field: uniform noise in [-1, 1], Gaussian-blurred, times alpha / size. The blur
         # runs in the frequency domain (circular boundary) because v2's spatial 8-sigma kernel takes about a
         # second on a 512x512 tile and fails outright on tiles smaller than the kernel.
-        noise = torch.rand(2, height, width) * 2 - 1
-        freq_sq = torch.fft.fftfreq(height)[:, None] ** 2 + torch.fft.rfftfreq(width)[None, :] ** 2
+        device = sample[0].device
+        noise = torch.rand(2, height, width, device=device) * 2 - 1
+        freq_sq = torch.fft.fftfreq(height, device=device)[:, None] ** 2 + \
+            torch.fft.rfftfreq(width, device=device)[None, :] ** 2
         smooth = torch.fft.irfft2(torch.fft.rfft2(noise) * torch.exp(-2 * math.pi ** 2 * sigma ** 2 * freq_sq),
                                  s=(height, width))
         # Rotation about the centre as a pixel offset; one resampling instead of two keeps thin membranes sharp.
-        y, x = torch.meshgrid(torch.arange(height) - (height - 1) / 2, torch.arange(width) - (width - 1) / 2,
-                              indexing="ij")
+        y, x = torch.meshgrid(torch.arange(height, device=device) - (height - 1) / 2,
+                              torch.arange(width, device=device) - (width - 1) / 2, indexing="ij")
         cos, sin = math.cos(angle), math.sin(angle)
         shift_x, shift_y = cos * x - sin * y - x, sin * x + cos * y - y
         # F.elastic wants 1 x H x W x 2 offsets in normalised [-1, 1] grid units, (x, y) last.
@@ -117,7 +119,7 @@ class _GaussianNoise:
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         if torch.rand(()).item() >= self.p:
             return image
-        noisy = image.float() + torch.randn(image.shape) * _uniform(0.0, self.max_sigma)
+        noisy = image.float() + torch.randn(image.shape, device=image.device) * _uniform(0.0, self.max_sigma)
         return noisy.round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -155,6 +157,26 @@ class Augmentation:
             out_weight = sample[2].as_subclass(torch.Tensor).to(torch.float32)
             out_weight = out_weight.masked_fill(out_label == IGNORE_INDEX, 0.0)
         return out_image.to(torch.uint8), out_label, out_weight
+
+
+def augment_batch(augmentation: Augmentation, images: torch.Tensor, labels: torch.Tensor,
+                  weights: torch.Tensor | None, seeds: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Augment a (N, C, H, W) batch where it lies, e.g. on the GPU, sample i seeded with seeds[i].
+
+    Parameters are drawn from the CPU generator as in the data loader, so on the CPU this equals
+    augmenting each sample in the loader with the same seed; on CUDA the noise comes from the CUDA
+    generator, seeded alike.
+    """
+    devices = [images.device] if images.device.type == "cuda" else []
+    out: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+    for index, seed in enumerate(seeds.tolist()):
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            out.append(augmentation(images[index], labels[index], None if weights is None else weights[index]))
+    image_out, label_out, weight_out = zip(*out)
+    return (torch.stack(image_out), torch.stack(label_out),
+            None if weights is None else torch.stack(weight_out))
 
 
 def build_augmentation(preset: str) -> Augmentation | None:

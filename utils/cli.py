@@ -45,6 +45,8 @@ def train_parser(model_name: str) -> argparse.ArgumentParser:
                       help="train on random input-size crops at the images' own resolution (no resizing) and "
                            "validate/predict by overlapping tiles; default: letterbox every image to the input size")
     data.add_argument("--augment", default="none", help="augmentation preset: none, light, medical, em, photo")
+    data.add_argument("--augment-on-device", action="store_true",
+                      help="augment each batch on the training device (e.g. the GPU) instead of in loader workers")
     data.add_argument("--workers", type=int, default=None,
                       help="DataLoader worker processes (0 = main process; default: 0 on CPU, where workers would "
                            "take cores from the model, else min(8, CPU cores))")

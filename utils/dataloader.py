@@ -242,6 +242,7 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         index, sample_seed = key if isinstance(key, tuple) else (key, None)
         image_t, label_t, weights_t = self.unaugmented(index)
+        augmentation_seed = sample_seed
         if self.augmentation is not None or self.mode == "crop":
             with torch.random.fork_rng(devices=[]):
                 if sample_seed is not None:
@@ -250,7 +251,11 @@ class SegmentationDataset(Dataset):
                     image_t, label_t, weights_t = random_crop(image_t, label_t, weights_t, self.input_size)
                 if self.augmentation is not None:
                     image_t, label_t, weights_t = self.augmentation(image_t, label_t, weights_t)
+                elif self.mode == "crop":  # a seed for augmenting on the device, independent of the crop's draws
+                    augmentation_seed = int(torch.randint(2**62, ()))
         item = {"image": image_t.contiguous(), "label": label_t.contiguous()}
+        if sample_seed is not None and self.augmentation is None:  # for utils.augment.augment_batch
+            item["seed"] = torch.tensor(augmentation_seed)
         if weights_t is not None:
             item["weight"] = weights_t.contiguous()
         return item

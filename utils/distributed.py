@@ -35,7 +35,8 @@ def init_distributed(device: torch.device) -> DistributedContext:
         return DistributedContext()
     context = DistributedContext(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # On CUDA, NCCL reduces GPU tensors and gloo the CPU ones (epoch sums, the confusion matrix).
+        dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     return context
 
 

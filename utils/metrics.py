@@ -17,17 +17,34 @@ def predict_labels(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=1)
 
 
+def _counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """num_classes**2 + 1 pixel counts: the (label, prediction) cells, then the number of labels outside
+    0..num_classes-1; ignored pixels are not counted. Nothing here makes the host wait for the device."""
+    target, pred = target.reshape(-1).long(), pred.reshape(-1).long().clamp(0, num_classes - 1)
+    out_of_range = num_classes * num_classes
+    cell = torch.where((target >= 0) & (target < num_classes), target * num_classes + pred, out_of_range)
+    # Ignored pixels go to one more bin that is dropped: boolean indexing has a data-dependent size.
+    cell = torch.where(target == ignore_index, out_of_range + 1, cell)
+    if cell.device.type == "cpu":
+        counts = torch.bincount(cell, minlength=out_of_range + 2)
+    else:  # CUDA bincount reads the maximum back to size its output
+        counts = torch.zeros(out_of_range + 2, dtype=torch.int64, device=cell.device)
+        counts.index_add_(0, cell, torch.ones_like(cell))
+    return counts[:-1]
+
+
+def _checked(counts: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The num_classes x num_classes matrix of `_counts`; a label outside the classes raises ValueError."""
+    bad = int(counts[-1])
+    if bad:
+        raise ValueError(f"{bad} label pixels are not below num_classes={num_classes} (nor the ignore index)")
+    return counts[:-1].reshape(num_classes, num_classes)
+
+
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
                      ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """num_classes x num_classes counts (rows = label, columns = prediction), ignored pixels left out."""
-    valid = target != ignore_index
-    target = target[valid].long()
-    pred = pred[valid].long()
-    if target.numel() and int(target.max()) >= num_classes:
-        raise ValueError(f"label value {int(target.max())} is not below num_classes={num_classes}")
-    pred = pred.clamp(0, num_classes - 1)
-    counts = torch.bincount(target * num_classes + pred, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes)
+    return _checked(_counts(pred, target, num_classes, ignore_index), num_classes)
 
 
 class ConfusionMatrix:
@@ -39,15 +56,15 @@ class ConfusionMatrix:
         self.matrix: torch.Tensor | None = None
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add the counts of one batch of predicted and true label maps."""
-        counts = confusion_matrix(pred, target, self.num_classes, self.ignore_index)
+        """Add the counts of one batch of predicted and true label maps (no host-device sync)."""
+        counts = _counts(pred, target, self.num_classes, self.ignore_index)
         self.matrix = counts if self.matrix is None else self.matrix + counts
 
     def compute(self) -> np.ndarray:
-        """The accumulated matrix as a numpy int64 array."""
+        """The accumulated matrix as a numpy int64 array; labels outside the classes raise ValueError."""
         if self.matrix is None:
             return np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
-        return self.matrix.cpu().numpy().astype(np.int64)
+        return _checked(self.matrix, self.num_classes).cpu().numpy().astype(np.int64)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -99,17 +116,20 @@ def scores_from_confusion(matrix: np.ndarray, class_names: Sequence[str] | None 
 
 
 def f_score(logits: torch.Tensor, target: torch.Tensor, beta: float = 1.0, smooth: float = 1e-5,
-            ignore_index: int = IGNORE_INDEX) -> float:
-    """The seed's f-score: per-class F-beta of hard predictions over the batch, averaged over classes."""
+            ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """The seed's f-score: per-class F-beta of hard predictions over the batch, averaged over classes.
+
+    A 0-dim tensor on the logits' device, so a training step need not wait for it.
+    """
     num_classes = max(logits.shape[1], 2)
     pred = predict_labels(logits)
-    matrix = confusion_matrix(pred, target, num_classes, ignore_index).double()
+    matrix = _counts(pred, target, num_classes, ignore_index)[:-1].reshape(num_classes, num_classes).double()
     tp = matrix.diag()
     fn = matrix.sum(dim=1) - tp
     fp = matrix.sum(dim=0) - tp
     b2 = beta * beta
     score = ((1 + b2) * tp + smooth) / ((1 + b2) * tp + b2 * fn + fp + smooth)
-    return float(score.mean())
+    return score.mean()
 
 
 def case_dice(pred: np.ndarray, target: np.ndarray, foreground: int = 1, empty: float | None = None,

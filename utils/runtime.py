@@ -1,6 +1,7 @@
 """Device choice, seeding and input normalisation shared by training, inference and the benchmark."""
 from __future__ import annotations
 
+import functools
 import random
 
 import numpy as np
@@ -20,9 +21,46 @@ def default_normalization(in_channels: int) -> dict[str, list[float]]:
 
 def normalize(images: torch.Tensor, normalization: dict[str, list[float]]) -> torch.Tensor:
     """uint8 (N, C, H, W) -> float32 (x / 255 - mean) / std, on the images' device."""
-    mean = torch.tensor(normalization["mean"], device=images.device).view(1, -1, 1, 1)
-    std = torch.tensor(normalization["std"], device=images.device).view(1, -1, 1, 1)
+    mean, std = _statistics(tuple(normalization["mean"]), tuple(normalization["std"]), images.device)
     return (images.float() / 255 - mean) / std
+
+
+@functools.lru_cache(maxsize=16)
+def _statistics(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as (1, C, 1, 1) tensors on `device`, made once: a fresh host-to-GPU copy every batch
+    would make the host wait for the GPU."""
+    return (torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1))
+
+
+def cpuinfo(field: str) -> list[str]:
+    """Every value of `field` in /proc/cpuinfo, one per logical CPU (none where that file is missing)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            pairs = [line.partition(":") for line in handle]
+    except OSError:
+        return []
+    return [value.strip() for key, _, value in pairs if key.strip() == field]
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs in hardware: CUDA compute capability 8+, or oneDNN on a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    flags = set(next(iter(cpuinfo("flags")), "").split())
+    return torch.backends.mkldnn.is_available() and bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def default_amp(device: torch.device) -> bool:
+    """Whether training autocasts by default: on CUDA (bf16, or fp16 with a grad scaler) and on CPUs with
+    native bf16, where it measured 1.8-2.1x faster at the same accuracy (README, Speed)."""
+    return device.type == "cuda" or native_bf16(device)
+
+
+def default_channels_last(device: torch.device) -> bool:
+    """Whether training uses NHWC by default: with CUDA or native CPU bf16; fp32 CPU training measured
+    slightly slower in NHWC."""
+    return device.type == "cuda" or native_bf16(device)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from nets import build_model
-from utils.augment import build_augmentation
+from utils.augment import augment_batch, build_augmentation
 from utils.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from utils.cli import run_main, train_parser
 from utils.dataloader import SeededSampler, SegmentationDataset
@@ -30,7 +30,8 @@ from utils.inference import class_probabilities, sliding_window
 from utils.layout import IGNORE_INDEX, read_class_names
 from utils.losses import SegmentationLoss, parse_loss
 from utils.metrics import ConfusionMatrix, f_score, predict_labels, scores_from_confusion
-from utils.runtime import default_normalization, normalize, resolve_device, seed_everything
+from utils.runtime import (default_amp, default_channels_last, default_normalization, normalize, resolve_device,
+                           seed_everything)
 from utils.visualize import overlay, sample_grid
 
 
@@ -122,10 +123,12 @@ class Trainer:
             from utils.weightmap import unet_weight_map
             weight_map = unet_weight_map
         try:
-            augmentation = build_augmentation(args.augment)
+            self.augmentation = build_augmentation(args.augment)
         except ValueError as exc:
             raise UserError(f"--augment: {exc}") from None
-        self.train_set, self.val_set = self._datasets(augmentation, weight_map)
+        self.device_augmentation = self.augmentation if args.augment_on_device else None
+        self.train_set, self.val_set = self._datasets(None if args.augment_on_device else self.augmentation,
+                                                      weight_map)
         rank, world = self.dist.rank, self.dist.world_size
         self.train_sampler = SeededSampler(len(self.train_set), args.seed, rank=rank, world_size=world)
         val_sampler = SeededSampler(len(self.val_set), args.seed, shuffle=False, rank=rank, world_size=world,
@@ -147,8 +150,8 @@ class Trainer:
             if args.pretrained and model_name != "unet":
                 raise UserError("--pretrained loads a VGG16 encoder, which only the 'unet' model has")
             self.net = build_model(model_name, self.num_classes, self.in_channels, **options)
-        # channels_last speeds up CUDA convolutions; on CPU it measured slower for training (issue 7).
-        self.channels_last = args.channels_last if args.channels_last is not None else self.device.type == "cuda"
+        self.channels_last = args.channels_last if args.channels_last is not None else \
+            default_channels_last(self.device)
         self.net.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         self.model = self.net  # what runs forward: the network, or its DDP / compiled wrapper
         if self.dist.enabled:
@@ -169,7 +172,7 @@ class Trainer:
             self.optimizer = torch.optim.Adam(self.net.parameters(), lr=args.lr, weight_decay=args.weight_decay,
                                               fused=fused)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=args.lr_decay)
-        amp = args.amp if args.amp is not None else self.device.type == "cuda"
+        amp = args.amp if args.amp is not None else default_amp(self.device)
         self.amp_dtype = None
         if amp:
             cuda_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -266,20 +269,28 @@ class Trainer:
                          rng=rng_state())
         return state
 
-    def _forward_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        images = normalize(batch["image"].to(self.device, non_blocking=True), self.normalization)
+    def _forward_loss(self, batch: dict[str, torch.Tensor], train: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images = batch["image"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        weights = batch["weight"].to(self.device, non_blocking=True) if "weight" in batch else None
+        if train and self.device_augmentation is not None:
+            images, labels, weights = augment_batch(self.device_augmentation, images, labels, weights, batch["seed"])
+        images = normalize(images, self.normalization)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        labels = batch["label"].to(self.device, non_blocking=True).long()
-        weights = batch["weight"].to(self.device, non_blocking=True) if "weight" in batch else None
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        labels = labels.long()
+        # Validation runs in fp32 like utils.inference.Predictor, so the mIoU printed here is the one
+        # get_miou_prediction.py + miou.py report for the same checkpoint.
+        amp = train and self.amp_dtype is not None
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=amp):
             logits = self.model(images)
         return logits, labels, self.criterion(logits, labels, weights)
 
     def _sliding_window_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss of one whole validation image predicted by overlapping tiles, as the predict scripts do."""
         def tile_probabilities(tiles: torch.Tensor) -> torch.Tensor:
-            return class_probabilities(self.model, tiles, self.normalization, self.amp_dtype)
+            return class_probabilities(self.model, tiles, self.normalization)
 
         probs = sliding_window(tile_probabilities, batch["image"][0], self.input_size)[None].to(self.device)
         log_probs = probs.clamp_min(1e-12).log()
@@ -295,10 +306,16 @@ class Trainer:
         stats, consecutive_bad = EpochStats(), 0
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.args.epochs} train", leave=False,
                    disable=not (self.args.progress and self.dist.is_main), dynamic_ncols=True)
-        tick = time.perf_counter()
+        # Running sums stay on the device: reading them back every step would make the host wait for the
+        # device. The one wait per step is the non-finite-loss check, after backward is already queued.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        f_sum = torch.zeros_like(loss_sum)
+        tick = shown = time.perf_counter()
         for batch in bar:
             loaded = time.perf_counter()
-            logits, labels, loss = self._forward_loss(batch)
+            logits, labels, loss = self._forward_loss(batch, train=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
             bad, stop = self._step_flags(loss)
             if stop:
                 raise KeyboardInterrupt
@@ -312,19 +329,20 @@ class Trainer:
                                     f"Try a lower --lr, --no-amp, or check the data.")
                 continue
             consecutive_bad = 0
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            score = f_score(logits.detach(), labels)
-            stats.loss += float(loss.detach())
-            stats.f_score += score
+            loss_sum += loss.detach()
+            f_sum += f_score(logits.detach(), labels)
             stats.steps += 1
             done = time.perf_counter()
             stats.data_seconds += loaded - tick
             stats.step_seconds += done - loaded
             tick = done
-            bar.set_postfix(loss=f"{stats.loss / stats.steps:.4f}", f_score=f"{stats.f_score / stats.steps:.4f}")
+            if done - shown > 1.0 and not bar.disable:  # the postfix reads the sums back: once a second
+                shown = done
+                mean_loss, mean_f = (torch.stack([loss_sum, f_sum]) / stats.steps).tolist()
+                bar.set_postfix(loss=f"{mean_loss:.4f}", f_score=f"{mean_f:.4f}")
+        stats.loss, stats.f_score = loss_sum.item(), f_sum.item()
         if stats.steps == 0:
             raise UserError(f"no training step succeeded in epoch {epoch + 1} ({stats.bad_steps} non-finite losses)")
         return self._reduce_means(stats)
@@ -345,6 +363,8 @@ class Trainer:
         confusion = ConfusionMatrix(self.metric_classes)
         bar = tqdm(self.val_loader, desc=f"epoch {epoch + 1}/{self.args.epochs} val", leave=False,
                    disable=not (self.args.progress and self.dist.is_main), dynamic_ncols=True)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        f_sum = torch.zeros_like(loss_sum)
         for batch in bar:
             if self.input_mode == "crop":
                 logits, labels, loss = self._sliding_window_loss(batch)
@@ -352,15 +372,16 @@ class Trainer:
                 logits, labels, loss = self._forward_loss(batch)
             pred = predict_labels(logits)
             confusion.update(pred, labels)
-            stats.loss += float(loss)
-            stats.f_score += f_score(logits, labels)
+            loss_sum += loss
+            f_sum += f_score(logits, labels)
             stats.steps += 1
             if self.stop_requested and not self.dist.enabled:  # ranks' validation shards differ in length
                 raise KeyboardInterrupt
-            for image, prediction in zip(batch["image"], pred.cpu()):
-                if len(overlays) < self.args.overlays:
-                    overlays.append(overlay(image.permute(1, 2, 0).numpy(), prediction.numpy().astype(np.uint8),
-                                            self.metric_classes))
+            wanted = self.args.overlays - len(overlays)
+            for image, prediction in zip(batch["image"][:wanted], pred[:wanted].cpu()):
+                overlays.append(overlay(image.permute(1, 2, 0).numpy(), prediction.numpy().astype(np.uint8),
+                                        self.metric_classes))
+        stats.loss, stats.f_score = loss_sum.item(), f_sum.item()
         matrix = torch.from_numpy(confusion.compute())
         stats.confusion = all_reduce_sum(matrix, self.dist).numpy()
         return self._reduce_means(stats), overlays
@@ -424,13 +445,14 @@ class Trainer:
 
     def _step_flags(self, loss: torch.Tensor) -> tuple[bool, bool]:
         """(loss non-finite on some rank, stop requested on some rank): every rank acts on the same answer."""
-        flags = torch.tensor([0.0 if torch.isfinite(loss) else 1.0, float(self.stop_requested)])
-        bad, stop = all_reduce_sum(flags, self.dist).tolist()
+        flags = torch.stack([(~torch.isfinite(loss.detach())).float(),
+                             torch.full((), float(self.stop_requested), device=loss.device)])
+        bad, stop = all_reduce_sum(flags, self.dist).tolist()  # the step's one wait for the device
         return bad > 0, stop > 0
 
     def _log_augmentation_samples(self, writer: Any, count: int = 8) -> None:
         """A grid of augmented training samples with their masks, so the preset can be checked by eye."""
-        augmentation = self.train_set.augmentation
+        augmentation = self.augmentation
         if augmentation is None:
             return
         with torch.random.fork_rng():  # drawing the samples must not shift the run's random stream
