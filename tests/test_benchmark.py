@@ -60,7 +60,7 @@ def test_gflops_and_peak_fraction_follow_from_stored_fields(report: tuple[dict, 
 
 def test_markdown_has_header_and_one_row_per_record(report: tuple[dict, str]) -> None:
     data, text = report
-    assert "**Hardware:**" in text and data["environment"]["torch"] in text and "**Matmul peak:**" in text
+    assert "**Hardware:**" in text and data["environment"]["torch"] in text and "**Matmul peak** (fastest of 5 chunks" in text
     header = next(line for line in text.splitlines() if line.startswith("| model |"))
     for column in ("train img/s", "infer img/s", "train GFLOP/s (% of peak)", "data wait %", "peak memory (GiB)"):
         assert column in header
@@ -109,3 +109,9 @@ def test_compile_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch,
     result = benchmark.Measurement(config).inference()  # training takes the same _first_call path
     assert not result["compiled"] and result["img_per_s"] > 0
     assert "torch.compile failed for unet_bn (RuntimeError: no C++ compiler here)" in capsys.readouterr().err
+
+
+def test_the_higher_peak_of_two_measurements_is_kept() -> None:
+    before = {"fp32": {"gflops": 150.0, "n": 2048}, "bf16": {"gflops": 300.0, "n": 2048}}
+    after = {"fp32": {"gflops": 110.0, "n": 2048}, "bf16": {"gflops": 360.0, "n": 2048}}
+    assert benchmark.best_peaks(before, after) == {"fp32": before["fp32"], "bf16": after["bf16"]}
