@@ -422,12 +422,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def listed_names(text: str, valid: tuple[str, ...], kind: str) -> list[str]:
+    """The comma-separated names in `text`, each once; an unknown or empty list is a UserError."""
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in valid]
+    if unknown or not names:
+        raise UserError(f"unknown {kind}(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(valid)}")
+    return names
+
+
 def check_args(args: argparse.Namespace) -> list[str]:
     """Validate the options; the requested model names."""
-    models = [name.strip() for name in args.models.split(",") if name.strip()]
-    unknown = [name for name in models if name not in MODEL_NAMES]
-    if unknown or not models:
-        raise UserError(f"unknown model(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(MODEL_NAMES)}")
+    models = listed_names(args.models, MODEL_NAMES, "model")
     limits = {"--size": (args.size, 16), "--batch-size": (args.batch_size, 1), "--steps": (args.steps, 1),
               "--warmup": (args.warmup, 1), "--threads": (args.threads, 1), "--num-classes": (args.num_classes, 2)}
     for option, (value, low) in limits.items():
@@ -452,10 +458,7 @@ def variants(args: argparse.Namespace, device: torch.device, bf16_native: bool) 
     """The variants asked for: eager; default = the scripts' defaults (training as utils.training sets it up,
     inference as utils.inference.Predictor: fp32 channels-last); tuned = the flags, with cuDNN autotuning
     and fused Adam on CUDA."""
-    names = [name.strip() for name in args.variants.split(",") if name.strip()]
-    unknown = [name for name in names if name not in VARIANTS]
-    if unknown or not names:
-        raise UserError(f"unknown variant(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(VARIANTS)}")
+    names = listed_names(args.variants, VARIANTS, "variant")
     amp = bf16_native if args.amp is None else args.amp
     if amp and not bf16_native:
         print(f"note: bf16 is not native on {device}; --amp will likely be slow", file=sys.stderr)
@@ -466,7 +469,7 @@ def variants(args: argparse.Namespace, device: torch.device, bf16_native: bool) 
                                  infer=Phase(channels_last=True), cudnn_benchmark=cuda, fused_adam=cuda),
               "tuned": Variant("tuned", train=tuned_phase, infer=tuned_phase, compile=args.compile,
                                cudnn_benchmark=cuda, fused_adam=cuda)}
-    return [chosen[name] for name in dict.fromkeys(names)]
+    return [chosen[name] for name in names]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,17 +56,15 @@ def sliding_window(probabilities: Callable[[torch.Tensor], torch.Tensor], image:
 
 
 def class_probabilities(model: torch.nn.Module, images: torch.Tensor, normalization: dict[str, list[float]],
-                        amp_dtype: torch.dtype | None = None, flip_tta: bool = False) -> torch.Tensor:
-    """Class probabilities (N, K, H, W) of a uint8 batch (N, C, H, W); K = 2 for a sigmoid model."""
+                        flip_tta: bool = False) -> torch.Tensor:
+    """Class probabilities (N, K, H, W) of a uint8 batch (N, C, H, W) in fp32; K = 2 for a sigmoid model."""
     parameter = next(model.parameters())
     inputs = normalize(images.to(parameter.device), normalization)
     if parameter.dim() == 4 and parameter.is_contiguous(memory_format=torch.channels_last):
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    device = parameter.device
-    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        logits = model(inputs).float()
-        if flip_tta:
-            logits = (logits + model(inputs.flip(-1)).float().flip(-1)) / 2
+    logits = model(inputs).float()
+    if flip_tta:
+        logits = (logits + model(inputs.flip(-1)).float().flip(-1)) / 2
     if logits.shape[1] == 1:
         foreground = torch.sigmoid(logits)
         return torch.cat([1 - foreground, foreground], dim=1)

@@ -33,6 +33,7 @@ def _statistics(mean: tuple[float, ...], std: tuple[float, ...], device: torch.d
     return (torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1))
 
 
+@functools.lru_cache(maxsize=None)
 def cpuinfo(field: str) -> list[str]:
     """Every value of `field` in /proc/cpuinfo, one per logical CPU (none where that file is missing)."""
     try:
@@ -40,7 +41,7 @@ def cpuinfo(field: str) -> list[str]:
             pairs = [line.partition(":") for line in handle]
     except OSError:
         return []
-    return [value.strip() for key, _, value in pairs if key.strip() == field]
+    return [value.strip() for key, _, value in pairs if key.strip() == field]  # cached: it never changes
 
 
 def native_bf16(device: torch.device) -> bool:
