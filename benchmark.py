@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -193,10 +194,11 @@ class Measurement:
             run(self.model)
             return self.model
 
-    def _phase_result(self, seconds: float, net: nn.Module) -> dict[str, Any]:
-        """img/s of the timed steps, and whether they ran compiled."""
-        images = self.config.steps * self.config.batch
-        return {"seconds": seconds, "img_per_s": images / seconds, "compiled": net is not self.model}
+    def _phase_result(self, step_seconds: list[float], net: nn.Module) -> dict[str, Any]:
+        """img/s of the median timed step (a shared machine slows single steps), and whether it ran compiled."""
+        median = statistics.median(step_seconds)
+        return {"step_seconds": step_seconds, "median_step_seconds": median,
+                "img_per_s": self.config.batch / median, "compiled": net is not self.model}
 
     def _reset_cuda_peak(self) -> None:
         """Start a new CUDA high-water mark (the CPU one cannot be reset, hence inference first)."""
@@ -215,14 +217,13 @@ class Measurement:
         shape = (self.config.batch, self.config.in_channels, self.config.size, self.config.size)
         inputs = self._inputs(torch.randint(0, 256, shape, dtype=torch.uint8, device=self.device))
 
-        def run(net: nn.Module, count: int = 1) -> None:
+        def run(net: nn.Module, count: int = 1) -> list[float]:
             with torch.inference_mode(), autocast(self.device, self.phase.amp):
-                for _ in range(count):
-                    net(inputs)
+                return [timed(lambda: net(inputs), self.device) for _ in range(count)]
 
         net = self._first_call(run)
         run(net, self.config.warmup - 1)
-        result = self._phase_result(timed(lambda: run(net, self.config.steps), self.device), net)
+        result = self._phase_result(run(net, self.config.steps), net)
         return {**result, "peak_rss_gib": peak_rss_gib(), "cuda_peak_gib": self._cuda_peak_gib()}
 
     def _loader(self) -> Iterator[list[torch.Tensor]]:
@@ -235,9 +236,9 @@ class Measurement:
         return forever(loader)
 
     def _train_steps(self, net: nn.Module, optimizer: torch.optim.Optimizer,
-                     batches: Iterator[list[torch.Tensor]], count: int) -> tuple[float, float]:
-        """Seconds waiting for data and seconds in all over `count` full training steps."""
-        waited = total = 0.0
+                     batches: Iterator[list[torch.Tensor]], count: int) -> tuple[list[float], list[float]]:
+        """Seconds waiting for data and seconds in all of each of `count` full training steps."""
+        waited, total = [], []
         for _ in range(count):
             start = time.perf_counter()
             images, labels = next(batches)
@@ -250,8 +251,8 @@ class Measurement:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             synchronize(self.device)  # per step, so waiting for data and computing add up to the step time
-            waited += loaded - start
-            total += time.perf_counter() - start
+            waited.append(loaded - start)
+            total.append(time.perf_counter() - start)
         return waited, total
 
     def training(self) -> dict[str, Any]:
@@ -264,7 +265,8 @@ class Measurement:
         net = self._first_call(lambda candidate: self._train_steps(candidate, optimizer, batches, 1))
         self._train_steps(net, optimizer, batches, self.config.warmup - 1)
         waited, total = self._train_steps(net, optimizer, batches, self.config.steps)
-        return {**self._phase_result(total, net), "data_seconds": waited, "data_wait_fraction": waited / total,
+        return {**self._phase_result(total, net), "data_seconds": sum(waited),
+                "data_wait_fraction": sum(waited) / sum(total),
                 "peak_rss_gib": peak_rss_gib(), "cuda_peak_gib": self._cuda_peak_gib()}
 
 
@@ -385,7 +387,8 @@ def markdown(env: dict[str, Any], settings: dict[str, Any], records: list[dict[s
     memory = ("CUDA max_memory_allocated" if "gpu" in env
               else "process peak RSS, Python and torch included (their share: memory.baseline_rss_gib in the JSON)")
     lines = ["# Benchmark", "", hardware_line(env), "", peak_line(env), "",
-             f"{settings['steps']} timed steps after {settings['warmup']} warm-up steps; training is fed by an "
+             f"img/s from the median of {settings['steps']} timed steps, after {settings['warmup']} warm-up steps; "
+             f"training is fed by an "
              f"in-process DataLoader over in-memory uint8 samples; % of the matmul peak of the compute dtype; "
              f"peak memory is the {memory}; speed-up is img/s over the eager row of the same model (train / infer).", "",
              "| model | variant | device | size | batch | train img/s | infer img/s | train GFLOP/s (% of peak) "
@@ -456,8 +459,8 @@ def check_device(name: str) -> torch.device:
 
 def variants(args: argparse.Namespace, device: torch.device, bf16_native: bool) -> list[Variant]:
     """The variants asked for: eager; default = the scripts' defaults (training as utils.training sets it up,
-    inference as utils.inference.Predictor: fp32 channels-last); tuned = the flags, with cuDNN autotuning
-    and fused Adam on CUDA."""
+    inference as utils.inference.Predictor: fp32 channels-last); tuned = the flags, with fused Adam and,
+    on CUDA, cuDNN autotuning."""
     names = listed_names(args.variants, VARIANTS, "variant")
     amp = bf16_native if args.amp is None else args.amp
     if amp and not bf16_native:
@@ -466,9 +469,9 @@ def variants(args: argparse.Namespace, device: torch.device, bf16_native: bool) 
     tuned_phase = Phase(channels_last=args.channels_last, amp=amp)
     chosen = {"eager": EAGER,
               "default": Variant("default", train=Phase(default_channels_last(device), default_amp(device)),
-                                 infer=Phase(channels_last=True), cudnn_benchmark=cuda, fused_adam=cuda),
+                                 infer=Phase(channels_last=True), cudnn_benchmark=cuda, fused_adam=True),
               "tuned": Variant("tuned", train=tuned_phase, infer=tuned_phase, compile=args.compile,
-                               cudnn_benchmark=cuda, fused_adam=cuda)}
+                               cudnn_benchmark=cuda, fused_adam=True)}
     return [chosen[name] for name in names]
 
 

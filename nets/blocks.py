@@ -1,6 +1,8 @@
 """Building blocks shared by the models: conv stacks, up-sampling to a skip's size, attention gate."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,6 +44,34 @@ def upsample_to(x: torch.Tensor, reference: torch.Tensor, mode: str) -> torch.Te
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
     return F.interpolate(x, size=size, mode=mode, align_corners=True)
+
+
+class _DenseChannelsLastGradient(torch.autograd.Function):
+    """Identity whose backward hands on the gradient as a dense channels-last tensor."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=torch.channels_last)
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def concat_channels(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate along channels; in channels-last each input's gradient reaches it dense, not strided."""
+    # cat's backward hands each input a strided slice of the output gradient. In channels-last the CPU
+    # kernels that receive it (bilinear up-sampling, batch norm) run several times slower on such a slice
+    # than the copy that makes it dense costs: 5-7 % of a bf16 training step, measured on all three
+    # models. In NCHW the slices are dense per sample and the copy gains nothing.
+    if torch.is_grad_enabled():
+        tensors = [_DenseChannelsLastGradient.apply(t) if t.requires_grad and _is_channels_last(t) else t
+                   for t in tensors]
+    return torch.cat(tensors, dim=1)
 
 
 class UpConvBN(nn.Module):

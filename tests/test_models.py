@@ -6,6 +6,7 @@ import torch
 import torchvision
 
 from nets import MODEL_NAMES, build_model
+from nets.blocks import concat_channels
 from nets.summary import count_flops, summarize
 from utils.errors import UserError
 
@@ -89,3 +90,20 @@ def test_summary_lists_layers_and_totals() -> None:
     text = summarize("att_unet", 64)
     assert "parameters: 34,878,638" in text
     assert "gates.0.psi.0" in text and "(1, 2, 64, 64)" in text
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_concat_channels_matches_cat_and_hands_on_dense_gradients(channels_last: bool) -> None:
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    a = torch.randn(2, 3, 4, 5).contiguous(memory_format=memory_format).requires_grad_(True)
+    b = torch.randn(2, 2, 4, 5).contiguous(memory_format=memory_format).requires_grad_(True)
+    seen = []
+    weights = torch.arange(2 * 5 * 4 * 5, dtype=torch.float32).reshape(2, 5, 4, 5)
+    a_mid, b_mid = a * 1, b * 1  # non-leaf inputs, so a hook sees the gradient as it reaches them
+    a_mid.register_hook(lambda grad: seen.append(grad))
+    out = concat_channels([a_mid, b_mid])
+    assert torch.equal(out, torch.cat([a, b], dim=1))
+    (out * weights).sum().backward()
+    assert torch.equal(a.grad, weights[:, :3]) and torch.equal(b.grad, weights[:, 3:])
+    dense_channels_last = seen[0].is_contiguous(memory_format=torch.channels_last)
+    assert dense_channels_last == channels_last  # NCHW slices are left as they are: no copy there

@@ -164,7 +164,7 @@ class Trainer:
             _dynamo.config.suppress_errors = True  # a graph that cannot compile runs eagerly instead
             self.model = torch.compile(self.model)
         self.criterion = SegmentationLoss(self._loss_names(), self._class_weights())
-        fused = self.device.type == "cuda"
+        fused = self.device.type in ("cpu", "cuda")  # one kernel per step instead of one per tensor and op
         if args.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(self.net.parameters(), lr=args.lr, momentum=args.momentum,
                                              weight_decay=args.weight_decay, fused=fused)
