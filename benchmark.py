@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import platform
 import resource
 import statistics
@@ -33,7 +32,7 @@ from utils.cli import HelpFormatter, add_device_argument, run_main
 from utils.errors import UserError
 from utils.fileio import write_json, write_text
 from utils.runtime import (cpuinfo, default_amp, default_channels_last, default_normalization, native_bf16,
-                           normalize, resolve_device)
+                           normalize, resolve_device, usable_cpus)
 
 GIB = 2**30
 POOL_BATCHES = 4  # the synthetic dataset is re-iterated, so its size (and RSS) does not grow with --steps
@@ -123,7 +122,7 @@ def probe_environment(device_name: str, threads: int, peak_seconds: float) -> di
         peaks["bf16"] = matmul_peak(device, torch.bfloat16, 8192 if device.type == "cuda" else 2048, peak_seconds)
     env = {"device": device_name, "cpu": next(iter(cpuinfo("model name")), "") or platform.processor() or "CPU",
            "physical_cores": len(set(zip(cpuinfo("physical id"), cpuinfo("core id")))) or None,
-           "logical_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+           "logical_cpus": usable_cpus(),
            "threads": threads, "torch": torch.__version__, "python": platform.python_version(),
            "native_bf16": bf16, "peaks": peaks}
     if device.type == "cuda":

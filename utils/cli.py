@@ -49,7 +49,8 @@ def train_parser(model_name: str) -> argparse.ArgumentParser:
                       help="augment each batch on the training device (e.g. the GPU) instead of in loader workers")
     data.add_argument("--workers", type=int, default=None,
                       help="DataLoader worker processes (0 = main process; default: 0 on CPU, where workers would "
-                           "take cores from the model, else min(8, CPU cores))")
+                           "take cores from the model; with CUDA the usable CPUs shared among this machine's processes, "
+                           "at most 8)")
     data.add_argument("--cache-mb", type=float, default=4096, help="keep decoded samples in memory up to this size")
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, default=50, help="number of epochs")

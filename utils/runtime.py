@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import random
 
 import numpy as np
@@ -62,6 +63,19 @@ def default_channels_last(device: torch.device) -> bool:
     """Whether training uses NHWC by default: with CUDA or native CPU bf16; fp32 CPU training measured
     slightly slower in NHWC."""
     return device.type == "cuda" or native_bf16(device)
+
+
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (a container or taskset may allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_workers(device: torch.device, local_processes: int = 1) -> int:
+    """DataLoader workers: none on the CPU, where they would take cores from the model; with CUDA the
+    usable CPUs shared among this machine's training processes, at most 8 each."""
+    if device.type == "cpu":
+        return 0
+    return max(1, min(8, usable_cpus() // max(1, local_processes)))
 
 
 def resolve_device(name: str) -> torch.device:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import random
 import signal
 import sys
@@ -30,8 +29,8 @@ from utils.inference import class_probabilities, sliding_window
 from utils.layout import IGNORE_INDEX, read_class_names
 from utils.losses import SegmentationLoss, parse_loss
 from utils.metrics import ConfusionMatrix, f_score, predict_labels, scores_from_confusion
-from utils.runtime import (default_amp, default_channels_last, default_normalization, normalize, resolve_device,
-                           seed_everything)
+from utils.runtime import (default_amp, default_channels_last, default_normalization, default_workers, normalize,
+                           resolve_device, seed_everything)
 from utils.visualize import overlay, sample_grid
 
 
@@ -134,7 +133,7 @@ class Trainer:
         val_sampler = SeededSampler(len(self.val_set), args.seed, shuffle=False, rank=rank, world_size=world,
                                     pad=False)
         workers = args.workers if args.workers is not None else \
-            (0 if self.device.type == "cpu" else min(8, os.cpu_count() or 1))
+            default_workers(self.device, self.dist.local_world_size)
         loader_options = dict(batch_size=args.batch_size, num_workers=workers,
                               pin_memory=self.device.type == "cuda", persistent_workers=workers > 0)
         self.train_loader = DataLoader(self.train_set, sampler=self.train_sampler,
