@@ -70,13 +70,20 @@ def train_parser(model_name: str) -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     add_device_argument(run)
     run.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
-    run.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
+    run.add_argument("--deterministic", action="store_true",
+                     help="use deterministic algorithms only (turns cuDNN autotuning off)")
     run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                     help="mixed precision (default: on with CUDA, off on CPU)")
+                     help="mixed precision for training steps (default: on with CUDA and on CPUs with native bf16, "
+                          "AVX512-BF16 or AMX; else off)")
     run.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                     help="NHWC memory layout (default: on with CUDA, off on CPU where it trains slower)")
+                     help="NHWC memory layout (default: as --amp; fp32 CPU training measured slower in NHWC)")
     run.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                      help="torch.compile the model (falls back to eager where a graph cannot compile)")
+    run.add_argument("--fused-optimizer", action=argparse.BooleanOptionalAction, default=True,
+                     help="Adam/SGD update as one fused kernel (CPU and CUDA)")
+    run.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
+                     help="let cuDNN time its convolution algorithms for the input sizes (CUDA; off with "
+                          "--deterministic)")
     run.add_argument("--pretrained", default=None, help="local torchvision VGG16 state-dict file (unet only)")
     run.add_argument("--resume", default=None, help="checkpoint (or run folder) to continue from")
     run.add_argument("--log-dir", default="logs", help="runs go to <log-dir>/<model>/<run-name>/")

@@ -108,7 +108,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
         elif self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = args.cudnn_benchmark
         seed_everything(args.seed)
         self.class_names, self.num_classes = self._classes(resume)
         self.in_channels = resume["model"]["in_channels"] if resume else args.in_channels
@@ -163,7 +163,7 @@ class Trainer:
             _dynamo.config.suppress_errors = True  # a graph that cannot compile runs eagerly instead
             self.model = torch.compile(self.model)
         self.criterion = SegmentationLoss(self._loss_names(), self._class_weights())
-        fused = self.device.type in ("cpu", "cuda")  # one kernel per step instead of one per tensor and op
+        fused = args.fused_optimizer and self.device.type in ("cpu", "cuda")
         if args.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(self.net.parameters(), lr=args.lr, momentum=args.momentum,
                                              weight_decay=args.weight_decay, fused=fused)
