@@ -55,7 +55,8 @@ def native_bf16(device: torch.device) -> bool:
 
 def default_amp(device: torch.device) -> bool:
     """Whether training autocasts by default: on CUDA (bf16, or fp16 with a grad scaler) and on CPUs with
-    native bf16, where bf16 + channels-last trained 2.2-2.5x faster than fp32 at about the same accuracy (README, Speed)."""
+    native bf16, where bf16 + channels-last trained 2.2-2.5x faster than fp32 at about the same accuracy
+    (README, Speed)."""
     return device.type == "cuda" or native_bf16(device)
 
 
