@@ -33,12 +33,17 @@ def _counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_i
     return counts[:-1]
 
 
+def _matrix(counts: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The num_classes x num_classes matrix of `_counts`, without its out-of-range count."""
+    return counts[:-1].reshape(num_classes, num_classes)
+
+
 def _checked(counts: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """The num_classes x num_classes matrix of `_counts`; a label outside the classes raises ValueError."""
+    """`_matrix`, after raising ValueError if any label lay outside the classes (this reads the count back)."""
     bad = int(counts[-1])
     if bad:
         raise ValueError(f"{bad} label pixels are not below num_classes={num_classes} (nor the ignore index)")
-    return counts[:-1].reshape(num_classes, num_classes)
+    return _matrix(counts, num_classes)
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
@@ -123,7 +128,7 @@ def f_score(logits: torch.Tensor, target: torch.Tensor, beta: float = 1.0, smoot
     """
     num_classes = max(logits.shape[1], 2)
     pred = predict_labels(logits)
-    matrix = _counts(pred, target, num_classes, ignore_index)[:-1].reshape(num_classes, num_classes).double()
+    matrix = _matrix(_counts(pred, target, num_classes, ignore_index), num_classes).double()
     tp = matrix.diag()
     fn = matrix.sum(dim=1) - tp
     fp = matrix.sum(dim=0) - tp
