@@ -47,7 +47,9 @@ def read_split(root: str | os.PathLike, split: str) -> list[str]:
 def image_to_array(image: Image.Image, in_channels: int, path: Path) -> np.ndarray:
     """H x W x in_channels uint8 array; grey is replicated to RGB, colour is refused for 1-channel models."""
     if image.mode in WIDE_MODES:
-        raise UserError(f"{path}: {image.mode} image (more than 8 bits per pixel); window it to 8-bit first")
+        raise UserError(f"{path}: {image.mode} image (more than 8 bits per pixel); import it scaled to 8 bits with "
+                        f"'python import_dataset.py pairs IMAGES MASKS --out DATASET ... --window PRESET|WIDTH,LEVEL' "
+                        f"or '... --percentile LOW,HIGH'")
     if in_channels == 3:
         return np.asarray(image.convert("RGB"))
     if image.mode in ("L", "1", "LA"):

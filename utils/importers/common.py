@@ -8,13 +8,15 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from utils.errors import UserError
 from utils.fileio import save_image, write_json
+from utils.image_arrays import SCALING_OPTIONS, array_to_image, file_is_wide, read_pages, tiff_layout, to_uint8
+from utils.intensity import Intensity
 from utils.layout import IGNORE_INDEX, images_dir, index_by_stem, labels_dir, write_class_names
 
 GROUPS_FILE = "groups.json"
@@ -142,6 +144,68 @@ def read_image(source: Source) -> Image.Image:
         raise UserError(f"cannot read {source}: {err}") from None
 
 
+class PairReader:
+    """Reads pairs' images and masks; the pages of a plain TIFF stack come from one tifffile read of the stack.
+
+    With `scale_wide`, 16-bit and float images are scaled to 8 bits by `intensity` (a percentile range is taken
+    over the whole file, all pages of a stack); without an intensity they are refused, naming both options.
+    Without `scale_wide` (the importers that offer no scaling) they are refused as before.
+    """
+
+    def __init__(self, intensity: Intensity | None = None, scale_wide: bool = False) -> None:
+        self.intensity, self.scale_wide = intensity, scale_wide
+        self._stacks: dict[tuple[Path, bool], np.ndarray] = {}
+        self._wide: dict[Path, bool] = {}
+        self._plain: dict[Path, bool] = {}
+
+    def image(self, source: Source, grey_rgb: bool = False) -> Image.Image:
+        """The pair's input image as L or RGB (see to_image)."""
+        path = source.path if isinstance(source, Frame) else source
+        if self.scale_wide and self._is_wide(path):
+            if self.intensity is None:
+                raise UserError(f"{path} holds more than 8 bits per pixel; choose how it becomes 8-bit with "
+                                f"{SCALING_OPTIONS}")
+            return to_image(self._page(source, scale=True), grey_rgb)
+        if isinstance(source, Frame) and self._plain_stack(path):
+            return to_image(self._page(source, scale=False), grey_rgb)
+        return to_image(read_image(source), grey_rgb)
+
+    def mask(self, source: Source) -> Image.Image:
+        """The pair's mask as it is stored (16-bit label ids stay 16-bit)."""
+        if isinstance(source, Frame) and self._plain_stack(source.path):
+            return self._page(source, scale=False)
+        return read_image(source)
+
+    def _is_wide(self, path: Path) -> bool:
+        """Whether the file stores more than 8 bits per sample, from its header (remembered per file)."""
+        if path not in self._wide:
+            self._wide[path] = file_is_wide(path)
+        return self._wide[path]
+
+    def _plain_stack(self, path: Path) -> bool:
+        """True when tifffile gives the stack's pixels as they are (grey or RGB, not palette or min-is-white)."""
+        if path not in self._plain:
+            layout = tiff_layout(path)
+            self._plain[path] = layout is not None and layout.plain
+        return self._plain[path]
+
+    def _page(self, source: Source, scale: bool) -> Image.Image:
+        """One page of a file decoded whole (kept for the next pages; the last two files are kept)."""
+        path, index = (source.path, source.index) if isinstance(source, Frame) else (source, 0)
+        key = (path, scale)
+        if key not in self._stacks:
+            pages = read_pages(path)
+            if scale:
+                pages = to_uint8(pages, self.intensity, str(path))
+            while len(self._stacks) >= 2:
+                del self._stacks[next(iter(self._stacks))]
+            self._stacks[key] = pages
+        pages = self._stacks[key]
+        if not 0 <= index < len(pages):
+            raise UserError(f"cannot read {source}: {path} has {len(pages)} page(s)")
+        return array_to_image(pages[index], str(source))
+
+
 def _grey(rgb: np.ndarray) -> np.ndarray | None:
     """The single channel of an RGB array whose three channels are equal, else None."""
     if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
@@ -239,31 +303,29 @@ def _swap_hint(stem: str, mask_size: tuple[int, int], by_image_size: dict[tuple[
     return f"; the mask has the size of {', '.join(others)}'s image (swapped?)" if others else ""
 
 
-def write_pairs(out: str | os.PathLike, pairs: Iterable[Pair], to_label: Labeler, class_names: list[str], *,
-                sources: Sequence[Path], left_out: Sequence[LeftOut] = (), grey_rgb: bool = False,
-                group_regex: str | None = None, overwrite: bool = False,
-                report_extra: dict[str, Any] | None = None) -> ImportSummary:
-    """Read, check and convert every pair, then write Images/, Labels/, classes.txt, groups.json and the report.
-
-    Everything is first written to a hidden folder inside `out`, so an error half way (an unmapped colour, say)
-    leaves any earlier dataset untouched; Images/ and Labels/ are swapped in only once all pairs are done.
-    """
-    out = Path(out)
-    _check_out(out, overwrite, sources)
+def check_class_count(class_names: Sequence[str]) -> None:
+    """Refuse an empty class list or one that would reach the ignore value."""
     if not 0 < len(class_names) <= IGNORE_INDEX:
         raise UserError(f"need 1 to {IGNORE_INDEX} class names, got {len(class_names)}")
+
+
+@contextlib.contextmanager
+def staged_dataset(out: Path, overwrite: bool, sources: Sequence[Path]) -> Iterator[Path]:
+    """A hidden staging folder inside `out` whose Images/ and Labels/ replace out's only when the block succeeds.
+
+    An error half way (an unmapped colour, say) leaves any earlier dataset untouched, and a new `out`
+    that received nothing is removed again.
+    """
+    _check_out(out, overwrite, sources)
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".import-", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".import-", dir=out))
+    except OSError as err:
+        raise UserError(f"cannot write into {out}: {err.strerror or err}") from None
     done = False
     try:
-        imported, skipped, pixels = _stage(pairs, staging, to_label, grey_rgb, group_regex)
-        left_out = [*left_out, *skipped]
-        if not imported:
-            first = f" (e.g. {left_out[0].files()}: {left_out[0].reason})" if left_out else ""
-            raise UserError(f"no image/mask pair could be imported from {', '.join(map(str, sources))}{first}")
-        if pixels[len(class_names):IGNORE_INDEX].any():
-            raise UserError(f"labels hold class ids beyond the {len(class_names)} classes {class_names}")
+        yield staging
         for folder in (images_dir, labels_dir):
             if folder(out).exists():
                 shutil.rmtree(folder(out))
@@ -274,11 +336,28 @@ def write_pairs(out: str | os.PathLike, pairs: Iterable[Pair], to_label: Labeler
         if created and not done:
             with contextlib.suppress(OSError):
                 out.rmdir()
+
+
+def write_pairs(out: str | os.PathLike, pairs: Iterable[Pair], to_label: Labeler, class_names: list[str], *,
+                sources: Sequence[Path], left_out: Sequence[LeftOut] = (), grey_rgb: bool = False,
+                group_regex: str | None = None, overwrite: bool = False,
+                report_extra: dict[str, Any] | None = None, reader: PairReader | None = None) -> ImportSummary:
+    """Read, check and convert every pair, then write Images/, Labels/, classes.txt, groups.json and the report."""
+    out = Path(out)
+    check_class_count(class_names)
+    with staged_dataset(out, overwrite, sources) as staging:
+        imported, skipped, pixels = _stage(pairs, staging, to_label, grey_rgb, group_regex, reader or PairReader())
+        left_out = [*left_out, *skipped]
+        if not imported:
+            first = f" (e.g. {left_out[0].files()}: {left_out[0].reason})" if left_out else ""
+            raise UserError(f"no image/mask pair could be imported from {', '.join(map(str, sources))}{first}")
+        if pixels[len(class_names):IGNORE_INDEX].any():
+            raise UserError(f"labels hold class ids beyond the {len(class_names)} classes {class_names}")
     return _write_metadata(out, imported, left_out, class_names, pixels, sources, group_regex, report_extra)
 
 
 def _stage(pairs: Iterable[Pair], staging: Path, to_label: Labeler, grey_rgb: bool,
-           group_regex: str | None) -> tuple[list[Pair], list[LeftOut], np.ndarray]:
+           group_regex: str | None, reader: PairReader) -> tuple[list[Pair], list[LeftOut], np.ndarray]:
     """Convert every pair into staging/Images and staging/Labels; return the imported, the left out, pixel counts."""
     imported: list[Pair] = []
     left_out: list[LeftOut] = []
@@ -295,7 +374,7 @@ def _stage(pairs: Iterable[Pair], staging: Path, to_label: Labeler, grey_rgb: bo
                 left_out.append(pair)
                 continue
         try:
-            image, mask = to_image(read_image(pair.image), grey_rgb), read_image(pair.mask)
+            image, mask = reader.image(pair.image, grey_rgb), reader.mask(pair.mask)
         except UserError as err:
             left_out.append(LeftOut(pair.stem, str(err), str(pair.image), str(pair.mask)))
             continue

@@ -7,6 +7,7 @@ from pathlib import Path
 from PIL import Image
 
 from utils.errors import UserError
+from utils.image_arrays import tiff_layout
 from utils.importers.common import (Frame, ImportSummary, Pair, Source, existing_dir, map_0_255, pair_by_stem,
                                     write_pairs)
 from utils.layout import index_by_stem
@@ -54,6 +55,10 @@ def _slices(path: Path) -> dict[str, Source]:
         if odd:
             raise UserError(f"{path} should hold numbered slices (0.png, 1.png, ...); found {', '.join(odd[:5])}")
         return files
+    # A TIFF stack's pages are counted here and decoded by tifffile, all at once (write_pairs' PairReader).
+    layout = tiff_layout(path)
+    if layout is not None:
+        return {str(page): Frame(path, page) for page in range(layout.pages)}
     try:
         with Image.open(path) as stack:
             pages = getattr(stack, "n_frames", 1)

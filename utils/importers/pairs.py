@@ -1,4 +1,8 @@
-"""Any folder of images and folder of masks matched by stem, mapped by a threshold, a value map or a colour map."""
+"""Any folder of images and folder of masks matched by stem, mapped by a threshold, a value map or a colour map.
+
+16-bit and float images are scaled to 8 bits by --window or --percentile (utils/intensity.py); a multi-page
+TIFF image with a multi-page TIFF mask of as many pages gives one pair per page.
+"""
 from __future__ import annotations
 
 import csv
@@ -9,12 +13,16 @@ from pathlib import Path
 from typing import TypeVar
 
 from utils.errors import UserError
-from utils.importers.common import (ImportSummary, Labeler, existing_dir, map_colours, map_values, pairs_in_folders,
-                                    threshold, write_pairs)
+from utils.image_arrays import tiff_layout
+from utils.importers.common import (Frame, ImportSummary, Labeler, LeftOut, Pair, PairReader, existing_dir,
+                                    map_colours, map_values, pairs_in_folders, threshold, write_pairs)
+from utils.intensity import intensity_from_options
 from utils.layout import IGNORE_INDEX
 
 BINARY_CLASSES = ["background", "foreground"]
 IGNORE_NAME = "ignore"
+# Stems of the pages of a stack, <stem>_<page:03d>; the stack's stem is the group.
+STACK_GROUP_REGEX = r"^(.+)_\d{3,}$"
 
 Key = TypeVar("Key")
 
@@ -114,14 +122,50 @@ def _labeler(level: int | None, value_map: str | None, colour_map: str | os.Path
     return partial(map_colours, table=table), names
 
 
+def _page_count(path: Path) -> int:
+    """Pages of a TIFF stack; 1 for other files (and for TIFFs whose header cannot be read: reading reports it)."""
+    try:
+        layout = tiff_layout(path)
+    except UserError:
+        return 1
+    return 1 if layout is None else layout.pages
+
+
+def split_stacks(pairs: list[Pair]) -> tuple[list[Pair], list[LeftOut]]:
+    """A multi-page image with a multi-page mask -> one pair per page, <stem>_<page:03d> in group <stem>."""
+    split: list[Pair] = []
+    left_out: list[LeftOut] = []
+    for pair in pairs:
+        image_pages, mask_pages = _page_count(pair.image), _page_count(pair.mask)
+        if image_pages == 1 or mask_pages == 1:
+            split.append(pair)  # as before: a single file, or the first page of a stack
+        elif image_pages != mask_pages:
+            left_out.append(LeftOut(pair.stem, f"the image stack has {image_pages} pages but the mask stack "
+                                               f"{mask_pages}", str(pair.image), str(pair.mask)))
+        else:
+            split += [Pair(f"{pair.stem}_{page:03d}", Frame(pair.image, page), Frame(pair.mask, page), pair.stem)
+                      for page in range(image_pages)]
+    return split, left_out
+
+
 def import_pairs(images: str | os.PathLike, masks: str | os.PathLike, out: str | os.PathLike, *,
                  mask_suffix: str = "", level: int | None = None, value_map: str | None = None,
                  colour_map: str | os.PathLike | None = None, classes: list[str] | None = None,
+                 window: str | None = None, percentile: str | None = None,
                  overwrite: bool = False) -> ImportSummary:
-    """Import images/<stem>.* with masks/<stem><mask_suffix>.* (the two folders may be one)."""
+    """Import images/<stem>.* with masks/<stem><mask_suffix>.* (the two folders may be one).
+
+    Images of more than 8 bits are scaled by `window` (a preset or WIDTH,LEVEL) or `percentile` (LOW,HIGH, per
+    image file: over all pages of a stack); without either they are left out. 8-bit images are kept as they are.
+    """
+    intensity = intensity_from_options(window, percentile)
     to_label, names = _labeler(level, value_map, colour_map, classes)
     image_folder = existing_dir(images, "image folder")
     mask_folder = existing_dir(masks, "mask folder")
     pairs, left_out = pairs_in_folders(image_folder, mask_folder, mask_suffix)
-    return write_pairs(out, pairs, to_label, names, sources=[image_folder, mask_folder], left_out=left_out,
-                       overwrite=overwrite)
+    pairs, unequal = split_stacks(pairs)
+    stacks_only = bool(pairs) and all(isinstance(pair.image, Frame) for pair in pairs)
+    return write_pairs(out, pairs, to_label, names, sources=[image_folder, mask_folder],
+                       left_out=[*left_out, *unequal], group_regex=STACK_GROUP_REGEX if stacks_only else None,
+                       overwrite=overwrite, report_extra={"intensity": intensity.to_json() if intensity else None},
+                       reader=PairReader(intensity, scale_wide=True))
