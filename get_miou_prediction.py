@@ -1,15 +1,34 @@
-"""Predict every image of a split with a checkpoint and write one label PNG (class ids) per image."""
+"""Predict every image of a split with a checkpoint and write one label PNG (class ids) per image.
+
+For datasets imported from volumes (volumes.json), each volume whose slices are all in the split is
+predicted as a whole: --keep-largest works in 3-D, and <out>/volumes/<name>_label.nii.gz puts the
+prediction back on the source's voxels.
+"""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from utils.cli import HelpFormatter, add_inference_arguments, run_main
 from utils.dataloader import find_samples, read_split
 from utils.fileio import save_image, write_json
+from utils.importers.volumes import read_volumes_file
 from utils.inference import Predictor
+from utils.postprocess import probabilities_for_saving, save_probabilities_npz
+from utils.volume_inference import finish_labels, probabilities_in_file_order
+from utils.volumes import Orientation, save_nifti
+
+
+def complete_volumes(volumes: dict | None, stems: list[str]) -> dict[str, list[str]]:
+    """Volume name -> its slice stems in order, for the volumes whose slices are all in `stems`."""
+    if not volumes:
+        return {}
+    present = set(stems)
+    return {name: entry["slices"] for name, entry in volumes["volumes"].items()
+            if all(stem in present for stem in entry["slices"])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,14 +44,45 @@ def main(argv: list[str] | None = None) -> int:
     run = predictor.checkpoint_path.parent.name
     out = Path(args.out) if args.out else Path("results") / f"{predictor.model_name}-{run}" / args.split
     samples = find_samples(args.data, read_split(args.data, args.split), need_labels=False)
-    paths = [sample.image_path for sample in samples]
-    for path, _, label in tqdm(predictor.predict_files(paths, args.batch_size), total=len(paths), desc="predict"):
-        save_image(out / f"{path.stem}.png", label)
+    volumes = read_volumes_file(args.data)
+    whole = complete_volumes(volumes, [sample.stem for sample in samples])
+    in_volumes = {stem for stems in whole.values() for stem in stems}
+    paths = {sample.stem: sample.image_path for sample in samples}
+    names = predictor.class_names[:max(predictor.num_classes, 2)]
+    progress = tqdm(total=len(paths), desc="predict")
+
+    def write_slice(stem: str, label: np.ndarray, probabilities: np.ndarray) -> None:
+        save_image(out / f"{stem}.png", label)
+        if args.save_probabilities:
+            save_probabilities_npz(out / f"{stem}_probabilities.npz", probabilities_for_saving(probabilities, label),
+                                   names)
+
+    singles = [stem for stem in paths if stem not in in_volumes]
+    for path, _, probabilities in predictor.predict_files([paths[stem] for stem in singles], args.batch_size):
+        label, probabilities = finish_labels(probabilities, predictor.num_classes, args.keep_largest)
+        write_slice(path.stem, label, probabilities)
+        progress.update()
+    for name, stems in whole.items():
+        stack = np.stack([prob for _, _, prob in predictor.predict_files([paths[s] for s in stems], args.batch_size)],
+                         axis=1)
+        labels, stack = finish_labels(stack, predictor.num_classes, args.keep_largest)
+        for index, stem in enumerate(stems):
+            write_slice(stem, labels[index], stack[:, index])
+        entry = volumes["volumes"][name]
+        orientation = Orientation(tuple(entry["shape"]), np.asarray(entry["affine"]))
+        save_nifti(out / "volumes" / f"{name}_label.nii.gz", orientation.from_stack(labels), orientation.affine)
+        if args.save_probabilities:
+            save_nifti(out / "volumes" / f"{name}_probabilities.nii.gz",
+                       probabilities_in_file_order(orientation, stack), orientation.affine)
+        progress.update(len(stems))
+    progress.close()
     write_json(out / "prediction.json", {"checkpoint": str(predictor.checkpoint_path), "data": str(args.data),
-                                         "split": args.split, "images": len(paths),
-                                         "class_names": predictor.class_names, "flip_tta": args.flip_tta})
-    print(f"{len(paths)} label maps written to {out}\nscore them with: python miou.py --pred {out} "
-          f"--data {args.data} --split {args.split}")
+                                         "split": args.split, "images": len(paths), "volumes": sorted(whole),
+                                         "class_names": predictor.class_names, "flip_tta": args.flip_tta,
+                                         "keep_largest": args.keep_largest})
+    print(f"{len(paths)} label maps written to {out}"
+          + (f" ({len(whole)} volumes also as NIfTI in {out / 'volumes'})" if whole else "")
+          + f"\nscore them with: python miou.py --pred {out} --data {args.data} --split {args.split}")
     return 0
 
 

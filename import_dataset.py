@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from utils.errors import UserError
@@ -15,6 +16,9 @@ from utils.importers.common import REPORT_FILE
 from utils.importers.flood import DEFAULT_THRESHOLD
 from utils.importers.isbi2012 import FORMS
 from utils.importers.pairs import parse_class_names
+from utils.importers.volumes import (LAYOUTS, VOLUMES_FILE, VolumeOptions, find_dicom_cases, find_nifti_cases,
+                                     import_volumes, parse_merge)
+from utils.intensity import DEFAULT_PERCENTILES, WINDOW_PRESETS, Intensity, intensity_from_options
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -77,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(run=lambda args: import_flood(args.src, args.out, level=args.threshold,
                                                    overwrite=args.overwrite))
 
-    sub = command("pairs", "any image folder + mask folder matched by stem, any Pillow-readable format", None)
+    sub = command("pairs", "any image folder + mask folder matched by stem, any Pillow-readable format; 16-bit "
+                           "and float images (PNG, TIFF, multi-page TIFF stacks) scaled by --window/--percentile",
+                  None)
     sub.add_argument("images", metavar="IMAGES", help="folder of input images")
     sub.add_argument("masks", metavar="MASKS", help="folder of masks (may be IMAGES when --mask-suffix is set)")
     sub.add_argument("--mask-suffix", default="",
@@ -94,10 +100,86 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--classes", type=_class_names, metavar="NAMES",
                      help="class names a,b,c (line i = class i); threshold default: background,foreground; "
                           "maps without it: names in order of appearance")
+    scaling = sub.add_mutually_exclusive_group()
+    scaling.add_argument("--window", metavar="PRESET|W,L",
+                         help=f"16-bit/float images: fixed range, a CT preset ({', '.join(WINDOW_PRESETS)}) or "
+                              f"WIDTH,LEVEL, e.g. 400,40; without it or --percentile such images are left out")
+    scaling.add_argument("--percentile", metavar="LOW,HIGH",
+                         help="16-bit/float images: range from each file's LOW and HIGH percentiles (a stack: all "
+                              "its pages), e.g. 0.5,99.5; 8-bit images are never rescaled")
     sub.set_defaults(run=lambda args: import_pairs(
         args.images, args.masks, args.out, mask_suffix=args.mask_suffix, level=args.threshold,
-        value_map=args.value_map, colour_map=args.colour_map, classes=args.classes, overwrite=args.overwrite))
+        value_map=args.value_map, colour_map=args.colour_map, classes=args.classes, window=args.window,
+        percentile=args.percentile, overwrite=args.overwrite))
+    def volume_options(sub: argparse.ArgumentParser) -> None:
+        """Options shared by the NIfTI and DICOM importers."""
+        sub.add_argument("--window", metavar="PRESET|W,L",
+                         help=f"CT window: a preset ({', '.join(WINDOW_PRESETS)}) or WIDTH,LEVEL in HU, e.g. 400,40")
+        sub.add_argument("--percentile", metavar="LOW,HIGH",
+                         help="per-volume percentile scaling (MRI); the default when --window is not given: "
+                              + ",".join(f"{v:g}" for v in DEFAULT_PERCENTILES))
+        sub.add_argument("--context", type=int, choices=(0, 1), default=0,
+                         help="1 = 2.5-D input: slices k-1, k, k+1 become the 3 input channels")
+        sub.add_argument("--classes", type=_class_names, metavar="NAMES",
+                         help="class names a,b,c (line i = class i; default: dataset.json's labels, else "
+                              "background,class_1,...)")
+        sub.add_argument("--merge", type=_merge, metavar="MAP",
+                         help="label value -> class before import, e.g. 2:1 (LiTS tumour into liver) or 3:ignore")
+        sub.add_argument("--keep-empty", type=float, default=1.0, metavar="FRACTION",
+                         help="share of the slices without foreground that training keeps (validation keeps all)")
+        sub.add_argument("--seed", type=int, default=0, help="seed of the --keep-empty choice")
+
+    sub = command("nifti", "NIfTI volumes (.nii, .nii.gz) -> axial slices: LiTS volume-N + segmentation-N, "
+                           "the Decathlon's imagesTr/X_0000 + labelsTr/X, or same-name files in IMAGES and LABELS",
+                  None)
+    sub.add_argument("src", metavar="SRC", help="dataset root (LiTS or Decathlon layout) or the image folder")
+    sub.add_argument("labels", metavar="LABELS", nargs="?", help="label folder of same-name files (pairs layout)")
+    sub.add_argument("--layout", choices=LAYOUTS, default="auto", help="source layout when LABELS is not given")
+    volume_options(sub)
+    sub.set_defaults(run=lambda args: _import_nifti(args))
+
+    sub = command("dicom", "DICOM series (one folder each, slices ordered by position, HU from rescale "
+                           "slope/intercept) with NIfTI labels named after the series folders", None)
+    sub.add_argument("src", metavar="SERIES_ROOT", help="folder holding one sub-folder per DICOM series")
+    sub.add_argument("labels", metavar="LABELS", help="folder of <series folder name>.nii[.gz] label volumes")
+    volume_options(sub)
+    sub.set_defaults(run=lambda args: _import_dicom(args))
     return parser
+
+
+def _merge(text: str) -> dict[int, int]:
+    """argparse type for --merge."""
+    try:
+        return parse_merge(text)
+    except UserError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _volume_options(args: argparse.Namespace) -> VolumeOptions:
+    """The slicing options of a nifti/dicom import."""
+    intensity = intensity_from_options(args.window, args.percentile) or Intensity("percentile", *DEFAULT_PERCENTILES)
+    return VolumeOptions(intensity, args.context, args.classes, args.merge, args.keep_empty, args.seed)
+
+
+def _progress(name: str) -> None:
+    print(f"importing {name}", file=sys.stderr, flush=True)
+
+
+def _import_nifti(args: argparse.Namespace) -> ImportSummary:
+    """Run the NIfTI importer."""
+    options = _volume_options(args)
+    cases, left_out, layout = find_nifti_cases(args.src, args.labels, args.layout)
+    sources = [Path(args.src)] + ([Path(args.labels)] if args.labels else [])
+    return import_volumes(cases, left_out, args.out, options, sources=sources, layout=layout,
+                          overwrite=args.overwrite, progress=_progress)
+
+
+def _import_dicom(args: argparse.Namespace) -> ImportSummary:
+    """Run the DICOM importer."""
+    options = _volume_options(args)
+    cases, left_out = find_dicom_cases(args.src, args.labels)
+    return import_volumes(cases, left_out, args.out, options, sources=[Path(args.src), Path(args.labels)],
+                          layout="dicom", overwrite=args.overwrite, progress=_progress)
 
 
 def report(summary: ImportSummary) -> None:
@@ -106,6 +188,8 @@ def report(summary: ImportSummary) -> None:
           f"({len(summary.class_names)} classes; details in {summary.out / REPORT_FILE})")
     for item in summary.left_out:
         print(f"warning: left out {item.files()}: {item.reason}", file=sys.stderr)
+    if (summary.out / VOLUMES_FILE).is_file():
+        print(f"{summary.groups} volumes in {summary.out / VOLUMES_FILE}; png2txt.py keeps each volume on one side")
     if summary.group_regex:
         print(f"{summary.groups} groups in groups.json; the stems carry them: png2txt.py --group "
               f"'{summary.group_regex}'")

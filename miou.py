@@ -1,4 +1,7 @@
-"""Score predicted label maps against the labels of a split: confusion matrix, IoU, PA, Dice, mIoU, mPA."""
+"""Score predicted label maps against the labels of a split: confusion matrix, IoU, PA, Dice, mIoU, mPA.
+
+For datasets imported from volumes (volumes.json) also per volume: Dice, IoU, HD95 and ASSD in mm.
+"""
 from __future__ import annotations
 
 import argparse
@@ -12,9 +15,16 @@ from utils.cli import HelpFormatter, run_main
 from utils.dataloader import find_samples, label_to_array, open_image, read_split
 from utils.errors import UserError
 from utils.fileio import write_json
+from utils.importers.volumes import read_volumes_file
 from utils.layout import IGNORE_INDEX, index_by_stem, read_class_names
 from utils.metrics import dice_per_class, mean_case_dice, scores_from_confusion
+from utils.per_volume import format_volume_report, score_volumes
 from utils.splits import group_of
+
+
+def read_label_map(path: Path) -> np.ndarray:
+    """A label PNG as an H x W class-id array."""
+    return label_to_array(open_image(path), path)
 
 
 def accumulate(pairs: list[tuple[Path, Path]], num_classes: int) -> list[np.ndarray]:
@@ -135,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     empty = None if args.empty_case == "exclude" else 1.0
     scores["per_case"] = case_report(matrices, stems, read_groups(Path(args.data), stems, args.group), empty)
     print(format_report(scores))
+    volumes = read_volumes_file(args.data)
+    if volumes:
+        class_names = scores["class_names"]
+        scores["volumes"] = score_volumes(volumes, {s.stem: predictions[s.stem] for s in samples},
+                                          {s.stem: s.label_path for s in samples}, num_classes, class_names,
+                                          read_label_map)
+        print()
+        print(format_volume_report(scores["volumes"]))
     report = Path(args.json) if args.json else Path(args.pred) / "miou.json"
     write_json(report, scores)
     print(f"report written to {report}")

@@ -8,6 +8,7 @@ from pathlib import Path
 from utils.cli import HelpFormatter, run_main
 from utils.errors import UserError
 from utils.fileio import write_text
+from utils.importers.volumes import read_volumes_file
 from utils.layout import images_dir, index_by_stem, labels_dir, split_file
 from utils.splits import group_of, natural_key, split_stems
 
@@ -20,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the shuffle")
     parser.add_argument("--group", default=None,
                         help="regex on the file stem whose first group (or match) names a patient/volume; "
-                             "all images of one group fall on the same side, e.g. '^(.*)_\\d+$'")
+                             "all images of one group fall on the same side, e.g. '^(.*)_\\d+$' "
+                             "(default for imported volumes: the volume, from volumes.json)")
     args = parser.parse_args(argv)
     root = Path(args.data)
     images = index_by_stem(images_dir(root))
@@ -34,13 +36,29 @@ def main(argv: list[str] | None = None) -> int:
     stems = sorted(set(images) & set(labels), key=natural_key)
     if not stems:
         raise UserError(f"no image/label pairs in {images_dir(root)} and {labels_dir(root)}")
-    train, val = split_stems(stems, args.val_ratio, args.seed, args.group)
+    volumes = None if args.group else read_volumes_file(root)
+    groups = volume_groups(volumes, stems) if volumes else group_of(stems, args.group)
+    train, val = split_stems(stems, args.val_ratio, args.seed, groups=groups)
+    excluded = {stem for entry in volumes["volumes"].values() for stem in entry["train_excluded"]} if volumes else set()
+    train = [stem for stem in train if stem not in excluded]
     for name, items in (("train", train), ("val", val), ("trainval", sorted(stems, key=natural_key))):
         write_text(split_file(root, name), "".join(f"{stem}\n" for stem in items))
-    groups = len(set(group_of(stems, args.group).values()))
-    print(f"{len(stems)} pairs ({groups} groups): train {len(train)}, val {len(val)} -> {split_file(root, 'train').parent}"
+    kind = "volumes from volumes.json" if volumes else "groups"
+    print(f"{len(stems)} pairs ({len(set(groups.values()))} {kind}): train {len(train)}, val {len(val)} -> "
+          f"{split_file(root, 'train').parent}"
+          + (f"; {len(excluded)} slice(s) without foreground kept out of train by --keep-empty" if excluded else "")
           + (f"; {len(unlabelled)} image(s) without label left out" if unlabelled else ""))
     return 0
+
+
+def volume_groups(volumes: dict, stems: list[str]) -> dict[str, str]:
+    """stem -> volume name for every stem, from volumes.json; a stem it does not know is an error."""
+    owner = {stem: name for name, entry in volumes["volumes"].items() for stem in entry["slices"]}
+    unknown = [stem for stem in stems if stem not in owner]
+    if unknown:
+        raise UserError(f"volumes.json names no volume for {len(unknown)} image(s) such as {', '.join(unknown[:5])}; "
+                        f"re-import the volumes or split with --group REGEX")
+    return {stem: owner[stem] for stem in stems}
 
 
 if __name__ == "__main__":

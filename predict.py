@@ -1,36 +1,121 @@
-"""Predict label maps for image files and write <stem>_label.png (class ids) and <stem>_overlay.png."""
+"""Predict label maps for image files, NIfTI volumes or DICOM series folders.
+
+Images: <stem>_label.png (class ids) and <stem>_overlay.png. Volumes: <name>_label.nii.gz on the source's
+voxels (same shape, affine and orientation) and, with --overlay, <name>_slice<K>_overlay.png.
+"""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from utils.cli import HelpFormatter, add_inference_arguments, run_main
 from utils.errors import UserError
 from utils.fileio import save_image
 from utils.inference import Predictor
+from utils.intensity import intensity_from_options
+from utils.postprocess import probabilities_for_saving, save_probabilities_npz
 from utils.visualize import overlay
+from utils.volume_inference import (finish_labels, overlay_slices, predict_volume, probabilities_in_file_order,
+                                    volume_intensity)
+from utils.volumes import is_nifti, nifti_stem, save_nifti
+
+
+def is_volume(path: Path) -> bool:
+    """A NIfTI file or a folder (a DICOM series)."""
+    return path.is_dir() or is_nifti(path)
+
+
+def output_name(path: Path) -> str:
+    """The stem outputs are named after: the file stem, or the series folder's name."""
+    return nifti_stem(path) if is_nifti(path) else path.name if path.is_dir() else path.stem
+
+
+def class_counts(predictor: Predictor, label: np.ndarray, unit: str) -> str:
+    """'background 4000 px, liver 96 px' for the classes present."""
+    classes = max(predictor.num_classes, 2)
+    counts = np.bincount(label.ravel(), minlength=classes)
+    return ", ".join(f"{predictor.class_names[c]} {counts[c]} {unit}" for c in range(classes) if counts[c])
+
+
+def predict_images(predictor: Predictor, paths: list[Path], args: argparse.Namespace, out: Path) -> None:
+    """2-D images: label PNG, overlay PNG and optionally probabilities."""
+    classes = max(predictor.num_classes, 2)
+    for path in paths:
+        image = predictor.load(path)
+        probabilities = predictor.probability_batch([image])[0].numpy()
+        label, probabilities = finish_labels(probabilities, predictor.num_classes, args.keep_largest)
+        save_image(out / f"{path.stem}_label.png", label)
+        save_image(out / f"{path.stem}_overlay.png", overlay(image, label, classes, args.alpha))
+        if args.save_probabilities:
+            save_probabilities_npz(out / f"{path.stem}_probabilities.npz",
+                                   probabilities_for_saving(probabilities, label), predictor.class_names[:classes])
+        print(f"{path}: {class_counts(predictor, label, 'px')} -> {out / (path.stem + '_overlay.png')}")
+
+
+def predict_volumes(predictor: Predictor, paths: list[Path], args: argparse.Namespace, out: Path) -> None:
+    """Volumes: label NIfTI on the source's voxels, overlays of chosen slices, optionally probabilities."""
+    from utils.importers.volumes import read_image_volume
+
+    classes = max(predictor.num_classes, 2)
+    override = intensity_from_options(args.window, args.percentile)
+    for path in paths:
+        volume = read_image_volume(path)
+        intensity = volume_intensity(predictor, override, str(path))
+        context = int(predictor.preprocessing.get("context") or 0) if args.context is None else args.context
+        orientation, stack, labels, probabilities = predict_volume(
+            predictor, volume, intensity, context, args.keep_largest, args.batch_size)
+        name = output_name(path)
+        like = path if is_nifti(path) else None
+        target = out / f"{name}_label.nii.gz"
+        save_nifti(target, orientation.from_stack(labels), volume.affine, like=like)
+        if args.save_probabilities:
+            save_nifti(out / f"{name}_probabilities.nii.gz", probabilities_in_file_order(orientation, probabilities),
+                       volume.affine, like=like)
+        if args.overlay:
+            for index in overlay_slices(args.overlay, labels):
+                save_image(out / f"{name}_slice{index:03d}_overlay.png",
+                           overlay(stack[index], labels[index], classes, args.alpha))
+        spacing = orientation.stack_spacing()
+        voxel_ml = float(np.prod(spacing)) / 1000
+        counts = np.bincount(labels.ravel(), minlength=classes)
+        volumes = ", ".join(f"{predictor.class_names[c]} {counts[c] * voxel_ml:.1f} ml"
+                            for c in range(1, classes) if counts[c])
+        print(f"{path}: {intensity.describe()}, {labels.shape[0]} slices; {volumes or 'no foreground'} -> {target}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
+    parser.add_argument("images", nargs="+",
+                        help="image files (PNG, JPEG, 16-bit/float TIFF, ...), NIfTI volumes (.nii, .nii.gz) "
+                             "or DICOM series folders")
     parser.add_argument("--out", default="results/predict", help="output folder")
     parser.add_argument("--alpha", type=float, default=0.5, help="opacity of the class colours in the overlay")
+    parser.add_argument("--overlay", metavar="SLICES",
+                        help="volumes: also write overlays of these axial slices ('auto' or 10,20,30; 0 = most "
+                             "inferior)")
+    parser.add_argument("--context", type=int, choices=(0, 1), default=None,
+                        help="volumes: 2.5-D context slices (default: as recorded in the checkpoint)")
+    parser.add_argument("--batch-size", type=int, default=4, help="volumes: slices per forward pass")
     add_inference_arguments(parser)
     args = parser.parse_args(argv)
     paths = [Path(p) for p in args.images]
-    missing = [str(p) for p in paths if not p.is_file()]
+    missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        raise UserError(f"image(s) not found: {', '.join(missing)}")
-    predictor = Predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap)
+        raise UserError(f"input(s) not found: {', '.join(missing)}")
+    names: dict[str, Path] = {}
+    for path in paths:
+        clash = names.setdefault(output_name(path), path)
+        if clash != path:
+            raise UserError(f"{clash} and {path} would write the same output names ('{output_name(path)}'); "
+                            f"predict them into different --out folders")
+    predictor = Predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap,
+                          intensity=intensity_from_options(args.window, args.percentile))
     out = Path(args.out)
-    classes = max(predictor.num_classes, 2)
-    for path, image, label in predictor.predict_files(paths, batch_size=1):
-        save_image(out / f"{path.stem}_label.png", label)
-        save_image(out / f"{path.stem}_overlay.png", overlay(image, label, classes, args.alpha))
-        counts = {predictor.class_names[c]: int((label == c).sum()) for c in range(classes) if (label == c).any()}
-        print(f"{path}: {', '.join(f'{k} {v} px' for k, v in counts.items())} -> {out / (path.stem + '_overlay.png')}")
+    predict_images(predictor, [p for p in paths if not is_volume(p)], args, out)
+    predict_volumes(predictor, [p for p in paths if is_volume(p)], args, out)
     return 0
 
 

@@ -25,6 +25,16 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                         help="predict at the image's own resolution by overlapping tiles of the training size "
                              "(default: on for models trained with --crop, else letterbox to the training size)")
     parser.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with its neighbour")
+    parser.add_argument("--keep-largest", type=int, nargs="?", const=1, default=None, metavar="K",
+                        help="keep each class's K largest connected components (default K: 1; 3-D for volumes)")
+    parser.add_argument("--save-probabilities", action="store_true",
+                        help="also write the class probabilities: float16 .npz per image, NIfTI per volume")
+    parser.add_argument("--window", metavar="PRESET|W,L",
+                        help="scale raw inputs (volumes, 16-bit/float images) with this CT window "
+                             "(default: the scaling recorded in the checkpoint)")
+    parser.add_argument("--percentile", metavar="LOW,HIGH",
+                        help="scale raw inputs by these per-volume/per-image percentiles (default: as recorded "
+                             "in the checkpoint)")
     add_device_argument(parser)
 
 

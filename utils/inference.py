@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from utils.checkpoint import load_checkpoint, model_from_checkpoint
-from utils.dataloader import image_to_array, letterbox, letterbox_size, open_image
+from utils.dataloader import letterbox, letterbox_size
+from utils.image_arrays import load_model_input
+from utils.intensity import Intensity
 from utils.runtime import normalize, resolve_device
 
 
@@ -71,6 +73,11 @@ def class_probabilities(model: torch.nn.Module, images: torch.Tensor, normalizat
     return logits.softmax(dim=1)
 
 
+def labels_of(probabilities: torch.Tensor) -> np.ndarray:
+    """The argmax label map (H x W uint8) of K x H x W probabilities."""
+    return probabilities.argmax(dim=0).to(torch.uint8).numpy()
+
+
 class Predictor:
     """A trained model with the preprocessing its checkpoint describes.
 
@@ -79,7 +86,7 @@ class Predictor:
     """
 
     def __init__(self, checkpoint_path: str | os.PathLike, device: str = "auto", flip_tta: bool = False,
-                 tiles: bool | None = None, overlap: float = 0.25) -> None:
+                 tiles: bool | None = None, overlap: float = 0.25, intensity: Intensity | None = None) -> None:
         self.checkpoint_path = Path(checkpoint_path)
         checkpoint = load_checkpoint(checkpoint_path)
         self.device = resolve_device(device)
@@ -92,39 +99,47 @@ class Predictor:
         self.class_names = list(checkpoint["class_names"])
         self.input_size = int(checkpoint["input_size"])
         self.normalization = checkpoint["normalization"]
+        self.preprocessing = checkpoint.get("preprocessing") or {"intensity": None, "context": 0}
+        stored = self.preprocessing.get("intensity")
+        # 16-bit and float images are scaled as the user says, else as the training images were imported.
+        self.intensity = intensity or (Intensity.from_json(stored) if stored else None)
         self.flip_tta = flip_tta
         self.tiles = checkpoint.get("input_mode") == "crop" if tiles is None else tiles
         self.overlap = overlap
 
     def load(self, path: str | os.PathLike) -> np.ndarray:
         """Read an image file as the model's H x W x C uint8 input."""
-        path = Path(path)
-        return np.require(image_to_array(open_image(path), self.in_channels, path), requirements="CW")
+        return np.require(load_model_input(Path(path), self.in_channels, self.intensity), requirements="CW")
 
     @torch.inference_mode()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, K, S, S) for a uint8 batch (N, C, S, S); K = 2 for a sigmoid model."""
         return class_probabilities(self.model, images, self.normalization, flip_tta=self.flip_tta)
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Label maps (H x W uint8) at each image's original size."""
+    def probability_batch(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Class probabilities (K x H x W float32, CPU) at each image's original size."""
         if self.tiles:
             return [sliding_window(self.probabilities, torch.from_numpy(image).permute(2, 0, 1), self.input_size,
-                                   self.overlap).argmax(dim=0).to(torch.uint8).numpy() for image in images]
+                                   self.overlap) for image in images]
         boxed = np.stack([letterbox(image, None, self.input_size)[0] for image in images])
         probs = self.probabilities(torch.from_numpy(boxed).permute(0, 3, 1, 2))
-        labels = []
+        resized = []
         for image, prob in zip(images, probs):
             height, width = image.shape[:2]
             new_h, new_w = letterbox_size(height, width, self.input_size)
             prob = prob[:, :new_h, :new_w]
             if (new_h, new_w) != (height, width):
                 prob = F.interpolate(prob[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-            labels.append(prob.argmax(dim=0).to(torch.uint8).cpu().numpy())
-        return labels
+            resized.append(prob.float().cpu())
+        return resized
 
-    def predict_files(self, paths: Iterable[Path], batch_size: int = 4) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
-        """Yield (path, image, label map) for every file, `batch_size` images per forward pass."""
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Label maps (H x W uint8) at each image's original size."""
+        return [labels_of(prob) for prob in self.probability_batch(images)]
+
+    def predict_files(self, paths: Iterable[Path], batch_size: int = 4
+                      ) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
+        """Yield (path, image, class probabilities K x H x W float32) per file, `batch_size` images per pass."""
         batch: list[tuple[Path, np.ndarray]] = []
         for path in paths:
             batch.append((path, self.load(path)))
@@ -135,6 +150,6 @@ class Predictor:
             yield from self._flush(batch)
 
     def _flush(self, batch: list[tuple[Path, np.ndarray]]) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
-        labels = self.predict_batch([image for _, image in batch])
-        for (path, image), label in zip(batch, labels):
-            yield path, image, label
+        probabilities = self.probability_batch([image for _, image in batch])
+        for (path, image), prob in zip(batch, probabilities):
+            yield path, image, prob.numpy()

@@ -1,8 +1,10 @@
 """The on-disk dataset layout: <root>/Images, <root>/Labels, <root>/ImageSets/Segmentation, classes.txt."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from utils.errors import UserError
 from utils.fileio import read_lines, write_text
@@ -11,6 +13,7 @@ IMAGES_DIR = "Images"
 LABELS_DIR = "Labels"
 SPLITS_DIR = Path("ImageSets") / "Segmentation"
 CLASSES_FILE = "classes.txt"
+IMPORT_REPORT_FILE = "import_report.json"
 IGNORE_INDEX = 255
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 
@@ -54,3 +57,20 @@ def read_class_names(root: str | os.PathLike) -> list[str] | None:
 def write_class_names(root: str | os.PathLike, names: list[str]) -> None:
     """Write <root>/classes.txt atomically."""
     write_text(Path(root) / CLASSES_FILE, "".join(f"{name}\n" for name in names))
+
+
+def read_preprocessing(root: str | os.PathLike) -> dict[str, Any]:
+    """How the importer made the images from wide data: {"intensity": dict or None, "context": slices}.
+
+    Prediction on raw volumes or 16-bit images repeats it, so it travels in the checkpoint.
+    """
+    path = Path(root) / IMPORT_REPORT_FILE
+    report: Any = {}
+    if path.is_file():
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            report = {}
+    if not isinstance(report, dict):
+        report = {}
+    return {"intensity": report.get("intensity"), "context": int(report.get("context") or 0)}

@@ -32,11 +32,12 @@ def group_of(stems: list[str], pattern: str | None) -> dict[str, str]:
     return groups
 
 
-def split_stems(stems: list[str], val_ratio: float, seed: int, pattern: str | None = None) -> tuple[list[str], list[str]]:
-    """Seeded split; with a group pattern every group falls wholly on one side."""
+def split_stems(stems: list[str], val_ratio: float, seed: int, pattern: str | None = None,
+                groups: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """Seeded split; with a group pattern (or a stem -> group map) every group falls wholly on one side."""
     if not 0 <= val_ratio < 1:
         raise UserError(f"--val-ratio must be in [0, 1), got {val_ratio}")
-    groups = group_of(stems, pattern)
+    groups = groups if groups is not None else group_of(stems, pattern)
     names = sorted(set(groups.values()), key=natural_key)
     random.Random(seed).shuffle(names)
     target = round(val_ratio * len(stems))

@@ -305,8 +305,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed; same seed gives identical files")
     parser.add_argument("--overwrite", action="store_true", help="replace files already in Images/ and Labels/")
+    parser.add_argument("--volumes", action="store_true",
+                        help="write NIfTI CT volumes (utils.synthetic_volume, Decathlon layout) instead of PNG slices; "
+                             "--out, --count and --size then default to datasets/SynthCT, 12 and 128")
+    parser.add_argument("--slices", type=int, default=48, help="with --volumes: axial slices per volume")
+    if parser.parse_known_args(argv)[0].volumes:
+        parser.set_defaults(out="datasets/SynthCT", count=12, size=128)
     args = parser.parse_args(argv)
     try:
+        if args.volumes:
+            from utils.synthetic_volume import write_volumes
+
+            write_volumes(args.out, args.count, args.size, args.slices, args.seed, overwrite=args.overwrite)
+            print(f"wrote {args.count} volumes of {args.size}x{args.size}x{args.slices} to {args.out}")
+            return 0
         out = write_dataset(args.out, args.count, args.size, args.seed, args.overwrite)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

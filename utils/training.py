@@ -26,7 +26,7 @@ from utils.distributed import all_reduce_sum, broadcast_object, init_distributed
 from utils.errors import UserError
 from utils.fileio import write_json
 from utils.inference import class_probabilities, sliding_window
-from utils.layout import IGNORE_INDEX, read_class_names
+from utils.layout import IGNORE_INDEX, read_class_names, read_preprocessing
 from utils.losses import SegmentationLoss, parse_loss
 from utils.metrics import ConfusionMatrix, f_score, predict_labels, scores_from_confusion
 from utils.runtime import (default_amp, default_channels_last, default_normalization, default_workers, normalize,
@@ -115,6 +115,7 @@ class Trainer:
         self.input_size = resume["input_size"] if resume else args.input_size
         self.normalization = resume["normalization"] if resume else default_normalization(self.in_channels)
         self.input_mode = resume.get("input_mode", "letterbox") if resume else ("crop" if args.crop else "letterbox")
+        self.preprocessing = resume.get("preprocessing") if resume else read_preprocessing(args.data)
         self.metric_classes = max(self.num_classes, 2)
 
         weight_map = None
@@ -256,6 +257,7 @@ class Trainer:
             "input_size": self.input_size,
             "input_mode": self.input_mode,
             "normalization": self.normalization,
+            "preprocessing": self.preprocessing,
             "state_dict": self.net.state_dict(),
             "epoch": epoch,
             "best_miou": self.best_miou,
