@@ -209,3 +209,26 @@ def test_dicom_label_on_another_grid_is_refused(tmp_path: Path, capsys) -> None:
     write_nifti(tmp_path / "labels" / "p.nii.gz", label, LPS_AFFINE)
     assert run_import("dicom", str(tmp_path / "series"), str(tmp_path / "labels"), "--out", str(tmp_path / "o")) == 2
     assert "p: image shape (12, 16, 6) and label shape (16, 12, 6) differ" in capsys.readouterr().err
+
+
+def test_series_and_file_problems_are_reported_together(tmp_path: Path, capsys) -> None:
+    from tests.dicom_series import write_series
+
+    hu, label = phantom(shape=(16, 12, 6))
+    stored = np.rint(hu + 1024).astype(np.uint16)
+    write_series(tmp_path / "series" / "mixed", stored, series_uid="1.2.3.1")
+    write_series(tmp_path / "series" / "mixed", stored[:, :, :2], series_uid="1.2.3.2",
+                 origin=(-150.0, -170.0, -100.0))
+    write_series(tmp_path / "series" / "good", stored)
+    (tmp_path / "series" / "junk").mkdir()
+    write_series(tmp_path / "series" / "junk", stored)
+    (tmp_path / "series" / "junk" / "notes.txt").write_text("not dicom")
+    affine = np.array([[-0.8, 0, 0, 150.0], [0, -0.8, 0, 170.0], [0, 0, 2.5, -300.0], [0, 0, 0, 1]])
+    for name in ("mixed", "good", "junk"):
+        write_nifti(tmp_path / "labels" / f"{name}.nii.gz", label.transpose(1, 0, 2).copy(), affine)
+    assert run_import("dicom", str(tmp_path / "series"), str(tmp_path / "labels"), "--out", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert "2 of 3 volume(s) refused, nothing written" in err
+    assert "mixed:" in err and "1.2.3.1" in err and "1.2.3.2" in err
+    assert "junk:" in err and "notes.txt" in err
+    assert not (tmp_path / "o").exists()
