@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from typing import Callable
 
+import os
+
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.utils import make_grid
 
+from utils.fileio import save_image
 from utils.layout import IGNORE_INDEX
 
 
@@ -30,6 +34,15 @@ def palette(num_classes: int) -> np.ndarray:
 def colourize(label: np.ndarray, num_classes: int) -> np.ndarray:
     """H x W class ids -> H x W x 3 uint8 colours."""
     return palette(num_classes)[label]
+
+
+def save_label_png(path: str | os.PathLike, label: np.ndarray, num_classes: int) -> None:
+    """Write a class-id map as a palette (mode P) PNG, atomically: pixel values stay the ids, viewers show colours."""
+    if label.size and (label.min() < 0 or label.max() > 255):
+        raise ValueError(f"{path}: class ids must lie in 0..255, got {label.min()}..{label.max()}")
+    image = Image.fromarray(label.astype(np.uint8))
+    image.putpalette(palette(num_classes).tobytes())
+    save_image(path, image)
 
 
 def overlay(image: np.ndarray, label: np.ndarray, num_classes: int, alpha: float = 0.5) -> np.ndarray:
