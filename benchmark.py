@@ -1,5 +1,6 @@
 """Benchmark the models: train and inference img/s, peak memory, achieved GFLOP/s against a measured
-matmul peak, each plain ("eager-fp32-nchw") and "tuned" side by side on one device.
+matmul peak, each plain ("eager-fp32-nchw") and "tuned" side by side on one device, and inference of the
+model exported to ONNX and run by onnxruntime ("onnxruntime") in the same table.
 
 Every (model, variant) runs in a fresh spawned process, so one configuration's peak memory (a process
 high-water mark) cannot leak into the next. Writes <out>/benchmark.json (raw numbers, environment) and
@@ -15,9 +16,10 @@ import platform
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -28,11 +30,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nets import MODEL_NAMES, build_model
 from nets.summary import count_flops
-from utils.cli import HelpFormatter, add_device_argument, run_main
+from utils.bench_peers import PEER_NAMES, build_peer, check_installed
+from utils.cli import ArgumentParser, add_device_argument, run_main
 from utils.errors import UserError
-from utils.fileio import write_json, write_text
-from utils.runtime import (cpuinfo, default_amp, default_channels_last, default_normalization, native_bf16,
-                           normalize, resolve_device, usable_cpus)
+from utils.export import onnx_bytes
+from utils.fileio import atomic_open, write_json, write_text
+from utils.onnx_predictor import open_session, session_forward
+from utils.runtime import cpuinfo, default_normalization, native_bf16, normalize, resolve_device, usable_cpus
+from utils.speed_probe import SpeedChoice, inference_choice, training_choice
 
 GIB = 2**30
 POOL_BATCHES = 4  # the synthetic dataset is re-iterated, so its size (and RSS) does not grow with --steps
@@ -56,10 +61,12 @@ class Variant:
     compile: bool = False
     cudnn_benchmark: bool = False
     fused_adam: bool = False
+    runtime: str = "torch"  # or "onnxruntime": inference only, of the model exported by utils.export
 
 
 EAGER = Variant("eager-fp32-nchw")
-VARIANTS = ("eager", "default", "tuned")
+ONNXRUNTIME = Variant("onnxruntime", runtime="onnxruntime")
+VARIANTS = ("eager", "default", "tuned", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class Config:
     threads: int
     in_channels: int
     num_classes: int
+    model_file: str = ""  # the exported ONNX file, for the onnxruntime variant
 
 
 def synchronize(device: torch.device) -> None:
@@ -158,7 +166,7 @@ class Measurement:
         self.config, self.variant, self.device = config, config.variant, torch.device(config.device)
         torch.backends.cudnn.benchmark = self.variant.cudnn_benchmark
         self.normalization = default_normalization(config.in_channels)
-        model = build_model(config.model, num_classes=config.num_classes, in_channels=config.in_channels)
+        model = build_benchmarked(config.model, config.num_classes, config.in_channels)
         self.model = model.to(self.device)
         self.compiled = torch.compile(self.model) if self.variant.compile else self.model
         self.phase = self.variant.infer
@@ -269,8 +277,39 @@ class Measurement:
                 "peak_rss_gib": peak_rss_gib(), "cuda_peak_gib": self._cuda_peak_gib()}
 
 
+def export_model_file(config: Config) -> None:
+    """Export the config's model (seeded as Measurement seeds it) to ONNX at config.model_file."""
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(0)
+    model = build_benchmarked(config.model, config.num_classes, config.in_channels).eval()
+    images = torch.randint(0, 256, (2, config.in_channels, config.size, config.size), dtype=torch.uint8)
+    payload = onnx_bytes(model, normalize(images, default_normalization(config.in_channels)), {})
+    with atomic_open(config.model_file, "wb") as handle:
+        handle.write(payload)
+
+
+def measure_onnxruntime(config: Config) -> dict[str, Any]:
+    """Inference of the exported model by onnxruntime (fp32) on one fixed batch, in this (fresh) process."""
+    baseline = peak_rss_gib()
+    session = open_session(config.model_file, config.device, threads=config.threads)
+    forward = session_forward(session)
+    shape = (config.batch, config.in_channels, config.size, config.size)
+    inputs = normalize(torch.randint(0, 256, shape, dtype=torch.uint8), default_normalization(config.in_channels))
+    cpu = torch.device("cpu")  # session.run returns on the host: its time includes the device's work
+    steps = [timed(lambda: forward(inputs), cpu) for _ in range(config.warmup + config.steps)][config.warmup:]
+    median = statistics.median(steps)
+    infer = {"step_seconds": steps, "median_step_seconds": median, "img_per_s": config.batch / median,
+             "compiled": False, "provider": session.get_providers()[0], "peak_rss_gib": peak_rss_gib(),
+             "cuda_peak_gib": None}
+    return {"infer": infer, "train": None, "memory": {
+        "baseline_rss_gib": baseline, "peak_rss_gib": infer["peak_rss_gib"], "cuda_peak_gib": None,
+        "peak_gib": infer["peak_rss_gib"], "measure": "process peak RSS (ru_maxrss)"}}
+
+
 def measure(config: Config) -> dict[str, Any]:
     """Inference, then training, of one (model, variant), in this (fresh) process."""
+    if config.variant.runtime == "onnxruntime":
+        return measure_onnxruntime(config)
     baseline = peak_rss_gib()
     bench = Measurement(config)
     infer = bench.inference()  # first, so its RSS high-water mark is its own
@@ -289,16 +328,45 @@ def in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
         return pool.submit(function, *args).result()
 
 
+def build_benchmarked(name: str, num_classes: int, in_channels: int) -> nn.Module:
+    """One of this repository's models, or a peer (--peers)."""
+    if name in PEER_NAMES:
+        return build_peer(name, num_classes, in_channels)
+    return build_model(name, num_classes=num_classes, in_channels=in_channels)
+
+
+def probe_defaults(name: str, device_name: str, size: int, batch: int, threads: int, in_channels: int,
+                   num_classes: int) -> dict[str, dict[str, Any]]:
+    """The speed probe's training and inference choices for one model, as the train scripts and the Predictor
+    make them (through the same cache), in this (fresh) process."""
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as the train scripts set it
+    torch.manual_seed(0)
+    model = build_benchmarked(name, num_classes, in_channels)
+    train = training_choice(model, device, name, in_channels, num_classes, size, batch)
+    infer = inference_choice(model.to(device).eval(), device, name, in_channels, num_classes, size)
+    return {"train": train.to_json(), "infer": infer.to_json()}
+
+
+def probed_variant(variant: Variant, probe: dict[str, dict[str, Any]]) -> Variant:
+    """The default variant with the levers the probe chose for this model."""
+    train, infer = SpeedChoice(**probe["train"]), SpeedChoice(**probe["infer"])
+    return replace(variant, train=Phase(train.channels_last, train.amp), infer=Phase(infer.channels_last, infer.amp))
+
+
 def model_flops(name: str, size: int, in_channels: int, num_classes: int) -> dict[str, int]:
     """FLOPs per image: forward (inference) and forward + backward (training)."""
     with torch.device("meta"):
-        model = build_model(name, num_classes=num_classes, in_channels=in_channels)
+        model = build_benchmarked(name, num_classes, in_channels)
     return {"infer": count_flops(model, size, in_channels), "train": count_flops(model, size, in_channels, True)}
 
 
 def add_rates(record: dict[str, Any], flops: dict[str, int], peaks: dict[str, dict[str, Any]]) -> None:
     """GFLOP/s = FLOPs per image * img/s / 1e9, and its fraction of the matmul peak of the compute dtype."""
     for phase in ("train", "infer"):
+        if record[phase] is None:  # onnxruntime: inference only
+            continue
         peak = "bf16" if record["levers"][phase]["amp"] and "bf16" in peaks else "fp32"
         stats = record[phase]
         stats["flops_per_image"] = flops[phase]
@@ -313,7 +381,8 @@ def add_speedups(records: list[dict[str, Any]]) -> None:
     for record in records:
         base = eager.get(record["model"])
         if record["variant"] != EAGER.name and base and "error" not in record:
-            record["speedup"] = {p: record[p]["img_per_s"] / base[p]["img_per_s"] for p in ("train", "infer")}
+            record["speedup"] = {p: record[p]["img_per_s"] / base[p]["img_per_s"] if record[p] else None
+                                 for p in ("train", "infer")}
 
 
 def run_config(config: Config) -> dict[str, Any]:
@@ -323,7 +392,14 @@ def run_config(config: Config) -> dict[str, Any]:
                               "size": config.size, "batch": config.batch}
     print(f"measuring {config.model} {config.variant.name} ...", flush=True)
     try:
-        record.update(in_fresh_process(measure, config))
+        if config.variant.runtime == "onnxruntime":
+            # Exported in a process of its own, so the exporter's memory is not counted as inference memory.
+            with tempfile.TemporaryDirectory() as folder:
+                config = replace(config, model_file=str(Path(folder) / f"{config.model}.onnx"))
+                in_fresh_process(export_model_file, config)
+                record.update(in_fresh_process(measure, config))
+        else:
+            record.update(in_fresh_process(measure, config))
     except Exception as exc:  # one bad configuration must not lose the others' numbers
         print(f"error: {config.model} {config.variant.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return {**record, "error": f"{type(exc).__name__}: {exc}"}
@@ -335,6 +411,8 @@ def lever_text(record: dict[str, Any]) -> str:
     levers = record["levers"]
     if record["variant"] == EAGER.name:
         return EAGER.name
+    if levers["runtime"] == "onnxruntime":
+        return "onnxruntime: fp32" + ("" if "error" in record else f", {record['infer']['provider']}")
 
     def phase_text(phase: dict[str, bool]) -> list[str]:
         return [name for name, on in (("channels-last", phase["channels_last"]), ("bf16", phase["amp"])) if on]
@@ -355,13 +433,18 @@ def table_row(record: dict[str, Any]) -> str:
     if "error" in record:
         error = " ".join(record["error"].split()).replace("|", "/")  # one line that cannot break the table
         return "| " + " | ".join(head + [f"failed: {error}"] + [""] * 6) + " |"
-    train, infer = record["train"], record["infer"]
+    train, infer = record["train"] or {}, record["infer"]
     speedup = record.get("speedup")
-    cells = [f"{train['img_per_s']:.2f}", f"{infer['img_per_s']:.2f}",
-             f"{train['gflops']:.1f} ({100 * train['peak_fraction']:.1f}% {train['peak']})",
-             f"{infer['gflops']:.1f} ({100 * infer['peak_fraction']:.1f}% {infer['peak']})",
-             f"{100 * train['data_wait_fraction']:.1f}", f"{record['memory']['peak_gib']:.2f}",
-             f"{speedup['train']:.2f}x / {speedup['infer']:.2f}x" if speedup else "-"]
+
+    def rate(stats: dict[str, Any]) -> str:
+        return f"{stats['gflops']:.1f} ({100 * stats['peak_fraction']:.1f}% {stats['peak']})" if stats else "-"
+
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}x"
+
+    cells = [f"{train['img_per_s']:.2f}" if train else "-", f"{infer['img_per_s']:.2f}", rate(train), rate(infer),
+             f"{100 * train['data_wait_fraction']:.1f}" if train else "-", f"{record['memory']['peak_gib']:.2f}",
+             f"{ratio(speedup['train'])} / {ratio(speedup['infer'])}" if speedup else "-"]
     return "| " + " | ".join(head + cells) + " |"
 
 
@@ -381,6 +464,44 @@ def peak_line(env: dict[str, Any]) -> str:
     return f"**Matmul peak** (fastest of 5 chunks, before and after the models): {peaks}{note}"
 
 
+def probe_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Per model and phase: the default the speed probe chose, its candidates' step times, and the default's
+    speed over the best candidate's (below 1 only where a near tie went to the simpler candidate)."""
+    rows = []
+    for record in records:
+        for phase, data in (record.get("probe") or {}).items():
+            choice = SpeedChoice(**data)
+            chosen = f"{choice.precision}-{'channels-last' if choice.channels_last else 'nchw'}"
+            measured = {name: s for name, s in choice.seconds.items() if s is not None}
+            steps = ", ".join(f"{name} {1000 * s:.0f}" if s is not None else f"{name} failed"
+                              for name, s in choice.seconds.items()) or "-"
+            ratio = f"{min(measured.values()) / measured[chosen]:.2f}" if chosen in measured else "-"
+            rows.append(f"| {record['model']} | {phase} | {chosen} | {steps} | {ratio} | {choice.source} |")
+    if not rows:
+        return []
+    return ["", "**Defaults by the speed probe** (utils/speed_probe.py: 1 warm-up + 1-2 timed steps per candidate; "
+            "its choices are the default rows' levers):", "",
+            "| model | phase | default | candidates (ms per step) | default / best candidate speed | source |",
+            "|" + "---|" * 6, *rows]
+
+
+def peer_lines(records: list[dict[str, Any]]) -> list[str]:
+    """GFLOP/s of each model's default row, and its ratio to each peer's default row (train / infer)."""
+    defaults = {r["model"]: r for r in records if r["variant"] == "default" and "error" not in r}
+    peers = [name for name in PEER_NAMES if name in defaults]
+    if not peers:
+        return []
+    rows = []
+    for name, record in defaults.items():
+        ratios = [f"{record['train']['gflops'] / defaults[p]['train']['gflops']:.2f}x / "
+                  f"{record['infer']['gflops'] / defaults[p]['infer']['gflops']:.2f}x" for p in peers]
+        rows.append(f"| {name} | {record['train']['gflops']:.1f} | {record['infer']['gflops']:.1f} | "
+                    + " | ".join(ratios) + " |")
+    return ["", "**Against the peers** (default rows; GFLOP/s from each model's own FLOP count):", "",
+            "| model | train GFLOP/s | infer GFLOP/s | " + " | ".join(f"vs {p} (train / infer)" for p in peers) + " |",
+            "|" + "---|" * (3 + len(peers)), *rows]
+
+
 def markdown(env: dict[str, Any], settings: dict[str, Any], records: list[dict[str, Any]]) -> str:
     """The report: hardware and peak lines, then one table row per record."""
     memory = ("CUDA max_memory_allocated" if "gpu" in env
@@ -389,16 +510,17 @@ def markdown(env: dict[str, Any], settings: dict[str, Any], records: list[dict[s
              f"img/s from the median of {settings['steps']} timed steps, after {settings['warmup']} warm-up steps; "
              f"training is fed by an "
              f"in-process DataLoader over in-memory uint8 samples; % of the matmul peak of the compute dtype; "
-             f"peak memory is the {memory}; speed-up is img/s over the eager row of the same model (train / infer).", "",
+             f"peak memory is the {memory}; speed-up is img/s over the eager row of the same model (train / infer); onnxruntime rows run "
+             f"the model exported to ONNX (fp32), inference only.", "",
              "| model | variant | device | size | batch | train img/s | infer img/s | train GFLOP/s (% of peak) "
              "| infer GFLOP/s (% of peak) | data wait % | peak memory (GiB) | speed-up |",
              "|" + "---|" * 12]
-    return "\n".join(lines + [table_row(r) for r in records]) + "\n"
+    return "\n".join(lines + [table_row(r) for r in records] + probe_lines(records) + peer_lines(records)) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated model names")
     parser.add_argument("--size", type=int, default=256, help="square input size in pixels")
     parser.add_argument("--batch-size", type=int, default=2, help="images per step")
@@ -411,8 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="bench", help="folder for benchmark.json and benchmark.md")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated: eager (plain fp32 NCHW), default (what the train and predict "
-                             "scripts use on this device), tuned (the levers below)")
+                             "scripts use on this device), tuned (the levers below), onnxruntime (inference of the "
+                             "model exported to ONNX)")
     parser.add_argument("--peak-seconds", type=float, default=1.0, help="time spent on each matmul peak")
+    parser.add_argument("--peers", action="store_true",
+                        help="also measure segmentation_models_pytorch Unet(vgg16) and MONAI AttentionUnet (2-D) "
+                             "in the same harness (pip install -r requirements-bench.txt)")
     tuned = parser.add_argument_group("tuned variant levers")
     tuned.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                        help="channels-last memory format for model and input")
@@ -457,9 +583,9 @@ def check_device(name: str) -> torch.device:
 
 
 def variants(args: argparse.Namespace, device: torch.device, bf16_native: bool) -> list[Variant]:
-    """The variants asked for: eager; default = the scripts' defaults (training as utils.training sets it up,
-    inference as utils.inference.Predictor: fp32 channels-last); tuned = the flags, with fused Adam and,
-    on CUDA, cuDNN autotuning."""
+    """The variants asked for: eager; default = the scripts' defaults (precision and layout: the speed probe's
+    choices per model, filled in by probed_variant); tuned = the flags, with fused Adam and,
+    on CUDA, cuDNN autotuning; onnxruntime = inference of the exported model (utils.export), fp32."""
     names = listed_names(args.variants, VARIANTS, "variant")
     amp = bf16_native if args.amp is None else args.amp
     if amp and not bf16_native:
@@ -467,10 +593,10 @@ def variants(args: argparse.Namespace, device: torch.device, bf16_native: bool) 
     cuda = device.type == "cuda"
     tuned_phase = Phase(channels_last=args.channels_last, amp=amp)
     chosen = {"eager": EAGER,
-              "default": Variant("default", train=Phase(default_channels_last(device), default_amp(device)),
-                                 infer=Phase(channels_last=True), cudnn_benchmark=cuda, fused_adam=True),
+              "default": Variant("default", cudnn_benchmark=cuda, fused_adam=True),
               "tuned": Variant("tuned", train=tuned_phase, infer=tuned_phase, compile=args.compile,
-                               cudnn_benchmark=cuda, fused_adam=True)}
+                               cudnn_benchmark=cuda, fused_adam=True),
+              "onnxruntime": ONNXRUNTIME}
     return [chosen[name] for name in names]
 
 
@@ -478,16 +604,25 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     args = build_parser().parse_args(argv)
     models = check_args(args)
+    if args.peers:
+        check_installed()
+        models += PEER_NAMES
     device = check_device(args.device)
     device_name = str(device)
     env = in_fresh_process(probe_environment, device_name, args.threads, args.peak_seconds)
     chosen, measured = variants(args, device, env["native_bf16"]), []
+    probed = any(variant.name == "default" for variant in chosen)
     for name in models:
         flops = model_flops(name, args.size, args.in_channels, args.num_classes)
+        probe = in_fresh_process(probe_defaults, name, device_name, args.size, args.batch_size, args.threads,
+                                 args.in_channels, args.num_classes) if probed else None
         for variant in chosen:
+            if variant.name == "default":
+                variant = probed_variant(variant, probe)
             config = Config(name, variant, device_name, args.size, args.batch_size, args.steps, args.warmup,
                             args.threads, args.in_channels, args.num_classes)
-            measured.append((run_config(config), flops))
+            record = run_config(config)
+            measured.append(({**record, "probe": probe} if variant.name == "default" else record, flops))
     # The peak is measured again after the models: a busy moment must not make the models look faster.
     env["peaks"] = best_peaks(env["peaks"], in_fresh_process(probe_environment, device_name, args.threads,
                                                              args.peak_seconds)["peaks"])

@@ -6,20 +6,31 @@ prediction back on the source's voxels.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from utils.cli import HelpFormatter, add_inference_arguments, run_main
+from utils.cli import ArgumentParser, add_inference_arguments, int_at_least, run_main
 from utils.dataloader import find_samples, read_split
-from utils.fileio import save_image, write_json
+from utils.fileio import write_json, write_text
 from utils.importers.volumes import read_volumes_file
-from utils.inference import Predictor
+from utils.inference import load_predictor
+from utils.layout import INCOMPLETE_FILE
 from utils.postprocess import probabilities_for_saving, save_probabilities_npz
+from utils.visualize import save_label_png
 from utils.volume_inference import finish_labels, probabilities_in_file_order
 from utils.volumes import Orientation, save_nifti
+
+
+PREDICTION_FILE = "prediction.json"
+
+
+def mark_incomplete(out: Path) -> None:
+    """Mark `out` unfinished until prediction.json is written, so a stopped run never looks complete."""
+    write_text(out / INCOMPLETE_FILE, "get_miou_prediction.py has not finished writing this folder; "
+                                      "run it again before scoring.\n")
+    (out / PREDICTION_FILE).unlink(missing_ok=True)
 
 
 def complete_volumes(volumes: dict | None, stems: list[str]) -> dict[str, list[str]]:
@@ -33,26 +44,27 @@ def complete_volumes(volumes: dict | None, stems: list[str]) -> dict[str, list[s
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--data", default="datasets/SynthLiver", help="dataset folder")
     parser.add_argument("--split", default="val", help="split file to predict")
     parser.add_argument("--out", default=None, help="output folder (default: results/<model>-<run>/<split>)")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=4, help="images per forward pass")
     add_inference_arguments(parser)
     args = parser.parse_args(argv)
-    predictor = Predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap)
+    predictor = load_predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap, amp=args.amp)
     run = predictor.checkpoint_path.parent.name
     out = Path(args.out) if args.out else Path("results") / f"{predictor.model_name}-{run}" / args.split
+    mark_incomplete(out)
     samples = find_samples(args.data, read_split(args.data, args.split), need_labels=False)
     volumes = read_volumes_file(args.data)
     whole = complete_volumes(volumes, [sample.stem for sample in samples])
     in_volumes = {stem for stems in whole.values() for stem in stems}
     paths = {sample.stem: sample.image_path for sample in samples}
     names = predictor.class_names[:max(predictor.num_classes, 2)]
-    progress = tqdm(total=len(paths), desc="predict")
+    progress = tqdm(total=len(paths), desc="predict", disable=None)  # no bar when stderr is not a terminal
 
     def write_slice(stem: str, label: np.ndarray, probabilities: np.ndarray) -> None:
-        save_image(out / f"{stem}.png", label)
+        save_label_png(out / f"{stem}.png", label, max(predictor.num_classes, 2))
         if args.save_probabilities:
             save_probabilities_npz(out / f"{stem}_probabilities.npz", probabilities_for_saving(probabilities, label),
                                    names)
@@ -76,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
                        probabilities_in_file_order(orientation, stack), orientation.affine)
         progress.update(len(stems))
     progress.close()
-    write_json(out / "prediction.json", {"checkpoint": str(predictor.checkpoint_path), "data": str(args.data),
+    write_json(out / PREDICTION_FILE, {"checkpoint": str(predictor.checkpoint_path), "data": str(args.data),
                                          "split": args.split, "images": len(paths), "volumes": sorted(whole),
                                          "class_names": predictor.class_names, "flip_tta": args.flip_tta,
-                                         "keep_largest": args.keep_largest})
+                                         "keep_largest": args.keep_largest, "amp": args.amp})
+    (out / INCOMPLETE_FILE).unlink()
     print(f"{len(paths)} label maps written to {out}"
           + (f" ({len(whole)} volumes also as NIfTI in {out / 'volumes'})" if whole else "")
           + f"\nscore them with: python miou.py --pred {out} --data {args.data} --split {args.split}")

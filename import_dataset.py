@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from utils.cli import ArgumentParser, checked, float_in, run_main
 from utils.errors import UserError
 from utils.importers import (ImportSummary, import_flood, import_isbi2012, import_lgg, import_liver, import_msrc,
                              import_pairs)
@@ -18,7 +19,8 @@ from utils.importers.isbi2012 import FORMS
 from utils.importers.pairs import parse_class_names
 from utils.importers.volumes import (LAYOUTS, VOLUMES_FILE, VolumeOptions, find_dicom_cases, find_nifti_cases,
                                      import_volumes, parse_merge)
-from utils.intensity import DEFAULT_PERCENTILES, WINDOW_PRESETS, Intensity, intensity_from_options
+from utils.intensity import (DEFAULT_PERCENTILES, WINDOW_PRESETS, Intensity, intensity_from_options,
+                             parse_percentiles, parse_window)
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -33,7 +35,7 @@ def _class_names(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one sub-command per source."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=FORMATTER)
+    parser = ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
 
     def command(name: str, summary: str, default_out: str | None) -> argparse.ArgumentParser:
@@ -101,10 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="class names a,b,c (line i = class i); threshold default: background,foreground; "
                           "maps without it: names in order of appearance")
     scaling = sub.add_mutually_exclusive_group()
-    scaling.add_argument("--window", metavar="PRESET|W,L",
+    scaling.add_argument("--window", metavar="PRESET|W,L", type=checked(parse_window),
                          help=f"16-bit/float images: fixed range, a CT preset ({', '.join(WINDOW_PRESETS)}) or "
                               f"WIDTH,LEVEL, e.g. 400,40; without it or --percentile such images are left out")
-    scaling.add_argument("--percentile", metavar="LOW,HIGH",
+    scaling.add_argument("--percentile", metavar="LOW,HIGH", type=checked(parse_percentiles),
                          help="16-bit/float images: range from each file's LOW and HIGH percentiles (a stack: all "
                               "its pages), e.g. 0.5,99.5; 8-bit images are never rescaled")
     sub.set_defaults(run=lambda args: import_pairs(
@@ -113,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         percentile=args.percentile, overwrite=args.overwrite))
     def volume_options(sub: argparse.ArgumentParser) -> None:
         """Options shared by the NIfTI and DICOM importers."""
-        sub.add_argument("--window", metavar="PRESET|W,L",
+        sub.add_argument("--window", metavar="PRESET|W,L", type=checked(parse_window),
                          help=f"CT window: a preset ({', '.join(WINDOW_PRESETS)}) or WIDTH,LEVEL in HU, e.g. 400,40")
-        sub.add_argument("--percentile", metavar="LOW,HIGH",
+        sub.add_argument("--percentile", metavar="LOW,HIGH", type=checked(parse_percentiles),
                          help="per-volume percentile scaling (MRI); the default when --window is not given: "
                               + ",".join(f"{v:g}" for v in DEFAULT_PERCENTILES))
         sub.add_argument("--context", type=int, choices=(0, 1), default=0,
@@ -125,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "background,class_1,...)")
         sub.add_argument("--merge", type=_merge, metavar="MAP",
                          help="label value -> class before import, e.g. 2:1 (LiTS tumour into liver) or 3:ignore")
-        sub.add_argument("--keep-empty", type=float, default=1.0, metavar="FRACTION",
+        sub.add_argument("--keep-empty", type=float_in(0, 1), default=1.0, metavar="FRACTION",
                          help="share of the slices without foreground that training keeps (validation keeps all)")
         sub.add_argument("--seed", type=int, default=0, help="seed of the --keep-empty choice")
 
@@ -200,12 +202,11 @@ def report(summary: ImportSummary) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one importer; 0 on success, 2 on a problem the user can fix."""
     args = build_parser().parse_args(argv)
-    try:
+
+    def run(_: Sequence[str] | None) -> int:
         report(args.run(args))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+    return run_main(run)
 
 
 if __name__ == "__main__":

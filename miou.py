@@ -4,21 +4,21 @@ For datasets imported from volumes (volumes.json) also per volume: Dice, IoU, HD
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from utils.cli import HelpFormatter, run_main
+from utils.cli import MAX_CLASSES, ArgumentParser, int_at_least, run_main
 from utils.dataloader import find_samples, label_to_array, open_image, read_split
 from utils.errors import UserError
 from utils.fileio import write_json
 from utils.importers.volumes import read_volumes_file
-from utils.layout import IGNORE_INDEX, index_by_stem, read_class_names
+from utils.layout import IGNORE_INDEX, INCOMPLETE_FILE, index_by_stem, read_class_names
 from utils.metrics import dice_per_class, mean_case_dice, scores_from_confusion
 from utils.per_volume import format_volume_report, score_volumes
+from utils.report import write_html_report, write_score_files
 from utils.splits import group_of
 
 
@@ -30,7 +30,7 @@ def read_label_map(path: Path) -> np.ndarray:
 def accumulate(pairs: list[tuple[Path, Path]], num_classes: int) -> list[np.ndarray]:
     """One confusion matrix per (prediction, label) pair over all its pixels; 255 in the label is skipped."""
     matrices = []
-    for pred_path, label_path in tqdm(pairs, desc="score", leave=False):
+    for pred_path, label_path in tqdm(pairs, desc="score", leave=False, disable=None):
         pred = label_to_array(open_image(pred_path), pred_path).astype(np.int64)
         label = label_to_array(open_image(label_path), label_path).astype(np.int64)
         if pred.shape != label.shape:
@@ -114,16 +114,18 @@ def dice_list(names: list[str], values: list[float | None]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--pred", required=True, help="folder of predicted label PNGs (get_miou_prediction.py)")
     parser.add_argument("--data", default="datasets/SynthLiver", help="dataset folder with the true labels")
     parser.add_argument("--split", default="val", help="split whose images are scored")
-    parser.add_argument("--num-classes", type=int, default=None,
+    parser.add_argument("--num-classes", type=int_at_least(1, MAX_CLASSES), default=None,
                         help="classes (default: lines of classes.txt, else 2)")
     parser.add_argument("--json", default=None, help="report file (default: <pred>/miou.json)")
     parser.add_argument("--group", default=None,
                         help="regex on the stem naming the case group (patient) for per-group Dice "
                              "(default: the dataset's groups.json when present)")
+    parser.add_argument("--report", action="store_true",
+                        help="also write report.html next to the JSON: summary, plots and a worst-first image gallery")
     parser.add_argument("--empty-case", choices=("exclude", "one"), default="exclude",
                         help="per-case Dice when a class is in neither prediction nor label: "
                              "leave the case out of that class's mean, or count it as 1")
@@ -133,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     if names and len(names) != num_classes:
         names = None
     samples = find_samples(args.data, read_split(args.data, args.split))
+    if (Path(args.pred) / INCOMPLETE_FILE).exists():
+        raise UserError(f"{args.pred} holds an unfinished prediction (get_miou_prediction.py stopped before the "
+                        f"end); run get_miou_prediction.py again, then score")
     predictions = index_by_stem(Path(args.pred))
     missing = [s.stem for s in samples if s.stem not in predictions]
     if missing:
@@ -156,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     report = Path(args.json) if args.json else Path(args.pred) / "miou.json"
     write_json(report, scores)
     print(f"report written to {report}")
+    print("\n".join(write_score_files(report.parent, scores, stems, matrices)))
+    if args.report:
+        page = write_html_report(report.parent, scores, samples, predictions, matrices,
+                                 read_groups(Path(args.data), stems, args.group))
+        print(f"HTML report written to {page} (open it in a browser; it needs no network)")
     return 0
 
 

@@ -1,11 +1,10 @@
 """Write ImageSets/Segmentation/{train,val,trainval}.txt for a dataset folder (seeded, optionally grouped)."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from utils.cli import HelpFormatter, run_main
+from utils.cli import ArgumentParser, float_in, run_main
 from utils.errors import UserError
 from utils.fileio import write_text
 from utils.importers.volumes import read_volumes_file
@@ -15,9 +14,9 @@ from utils.splits import group_of, natural_key, split_stems
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--data", default="datasets/SynthLiver", help="dataset folder with Images/ and Labels/")
-    parser.add_argument("--val-ratio", type=float, default=0.1, help="fraction of images for validation (9:1 default)")
+    parser.add_argument("--val-ratio", type=float_in(0, 1, high_open=True), default=0.1, help="fraction of images for validation (9:1 default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shuffle")
     parser.add_argument("--group", default=None,
                         help="regex on the file stem whose first group (or match) names a patient/volume; "

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.cli import HelpFormatter, add_inference_arguments, run_main
+from utils.cli import ArgumentParser, add_inference_arguments, float_in, int_at_least, run_main
 from utils.errors import UserError
 from utils.fileio import save_image
-from utils.inference import Predictor
+from utils.inference import Predictor, load_predictor
 from utils.intensity import intensity_from_options
 from utils.postprocess import probabilities_for_saving, save_probabilities_npz
-from utils.visualize import overlay
+from utils.visualize import overlay, save_label_png
 from utils.volume_inference import (finish_labels, overlay_slices, predict_volume, probabilities_in_file_order,
                                     volume_intensity)
 from utils.volumes import is_nifti, nifti_stem, save_nifti
@@ -46,7 +46,7 @@ def predict_images(predictor: Predictor, paths: list[Path], args: argparse.Names
         image = predictor.load(path)
         probabilities = predictor.probability_batch([image])[0].numpy()
         label, probabilities = finish_labels(probabilities, predictor.num_classes, args.keep_largest)
-        save_image(out / f"{path.stem}_label.png", label)
+        save_label_png(out / f"{path.stem}_label.png", label, classes)
         save_image(out / f"{path.stem}_overlay.png", overlay(image, label, classes, args.alpha))
         if args.save_probabilities:
             save_probabilities_npz(out / f"{path.stem}_probabilities.npz",
@@ -87,18 +87,18 @@ def predict_volumes(predictor: Predictor, paths: list[Path], args: argparse.Name
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("images", nargs="+",
                         help="image files (PNG, JPEG, 16-bit/float TIFF, ...), NIfTI volumes (.nii, .nii.gz) "
                              "or DICOM series folders")
     parser.add_argument("--out", default="results/predict", help="output folder")
-    parser.add_argument("--alpha", type=float, default=0.5, help="opacity of the class colours in the overlay")
+    parser.add_argument("--alpha", type=float_in(0, 1), default=0.5, help="opacity of the class colours in the overlay")
     parser.add_argument("--overlay", metavar="SLICES",
                         help="volumes: also write overlays of these axial slices ('auto' or 10,20,30; 0 = most "
                              "inferior)")
     parser.add_argument("--context", type=int, choices=(0, 1), default=None,
                         help="volumes: 2.5-D context slices (default: as recorded in the checkpoint)")
-    parser.add_argument("--batch-size", type=int, default=4, help="volumes: slices per forward pass")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=4, help="volumes: slices per forward pass")
     add_inference_arguments(parser)
     args = parser.parse_args(argv)
     paths = [Path(p) for p in args.images]
@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         if clash != path:
             raise UserError(f"{clash} and {path} would write the same output names ('{output_name(path)}'); "
                             f"predict them into different --out folders")
-    predictor = Predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap,
-                          intensity=intensity_from_options(args.window, args.percentile))
+    predictor = load_predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap,
+                          intensity=intensity_from_options(args.window, args.percentile), amp=args.amp)
     out = Path(args.out)
     predict_images(predictor, [p for p in paths if not is_volume(p)], args, out)
     predict_volumes(predictor, [p for p in paths if is_volume(p)], args, out)

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny datasets written in the repository layout."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,14 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "datasets"
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def speed_probe_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A speed-probe cache of the test session's own (the variable reaches spawned processes), not the user's."""
+    folder = tmp_path_factory.mktemp("speed-probe-cache")
+    os.environ["UNET_SEGMENTATION_CACHE"] = str(folder)
+    return folder
 
 
 def write_pair(root: Path, stem: str, image: np.ndarray, label: np.ndarray, image_suffix: str = ".png") -> None:

@@ -6,10 +6,8 @@ import statistics
 from pathlib import Path
 
 import pytest
-import torch
 
 import benchmark
-from utils import runtime
 from utils.cli import run_main
 
 TINY = ["--size", "32", "--batch-size", "1", "--steps", "1", "--warmup", "1", "--models", "unet_bn",
@@ -27,10 +25,12 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
 def test_records_are_positive(report: tuple[dict, str]) -> None:
     data, _ = report
     assert [r["variant"] for r in data["records"]] == ["default", "tuned"]
-    default = data["records"][0]["levers"]  # the train scripts' CPU default; inference: fp32 channels-last
-    native = runtime.native_bf16(torch.device("cpu"))
-    assert default["train"] == {"channels_last": native, "amp": native}
-    assert default["infer"] == {"channels_last": True, "amp": False}
+    default, probe = data["records"][0]["levers"], data["records"][0]["probe"]  # the speed probe's choices
+    assert default["train"] == {"channels_last": probe["train"]["channels_last"],
+                                "amp": probe["train"]["precision"] != "fp32"}
+    assert default["infer"] == {"channels_last": probe["infer"]["channels_last"], "amp": False}
+    assert len(probe["train"]["seconds"]) == 4 and len(probe["infer"]["seconds"]) == 2
+    assert "probe" not in data["records"][1]
     for record in data["records"]:
         assert "error" not in record
         for phase in ("train", "infer"):
@@ -67,9 +67,11 @@ def test_markdown_has_header_and_one_row_per_record(report: tuple[dict, str]) ->
     header = next(line for line in text.splitlines() if line.startswith("| model |"))
     for column in ("train img/s", "infer img/s", "train GFLOP/s (% of peak)", "data wait %", "peak memory (GiB)"):
         assert column in header
-    rows = [line for line in text.splitlines() if line.startswith("| unet_bn |")]
+    rows = [line for line in text.splitlines() if line.startswith("| unet_bn |") and "| cpu |" in line]
     assert len(rows) == len(data["records"]) == 2
-    assert "infer channels-last" in rows[0].split("|")[2]
+    infer = data["records"][0]["probe"]["infer"]
+    chosen = f"{infer['precision']}-{'channels-last' if infer['channels_last'] else 'nchw'}"
+    assert f"| unet_bn | infer | {chosen} | fp32-nchw " in text  # the speed probe's table
     assert all(row.count("|") == header.count("|") for row in rows)
 
 

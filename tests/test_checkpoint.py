@@ -53,6 +53,7 @@ def test_foreign_and_unsafe_files_are_refused(tmp_path: Path) -> None:
 def test_weights_of_another_shape_are_refused(tmp_path: Path) -> None:
     state = tiny_checkpoint()
     state["model"]["num_classes"] = 5
+    state["class_names"] = [f"c{i}" for i in range(5)]
     save_checkpoint(tmp_path / "c.pt", state)
     with pytest.raises(UserError, match="weights do not fit model unet_bn"):
         model_from_checkpoint(load_checkpoint(tmp_path / "c.pt"))

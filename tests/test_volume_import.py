@@ -170,12 +170,12 @@ def test_lits_and_decathlon_layouts_are_recognised(tmp_path: Path, capsys) -> No
 
 def test_bad_options_are_one_line(pair_folders: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     images, labels = pair_folders
-    assert run_import("nifti", str(images), str(labels), "--out", str(tmp_path / "x"), "--window", "wide") == 2
-    assert "--window 'wide'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        run_import("nifti", str(images), str(labels), "--out", str(tmp_path / "x"), "--merge", "2-1")
-    assert run_import("nifti", str(images), str(labels), "--out", str(tmp_path / "x"), "--keep-empty", "1.5") == 2
-    assert "--keep-empty must be in [0, 1]" in capsys.readouterr().err
+    for option, needle in ((("--window", "wide"), "--window 'wide'"), (("--merge", "2-1"), "--merge entry '2-1'"),
+                           (("--keep-empty", "1.5"), "must be a finite number in [0, 1]")):
+        with pytest.raises(SystemExit):
+            run_import("nifti", str(images), str(labels), "--out", str(tmp_path / "x"), *option)
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
 
 

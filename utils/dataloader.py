@@ -13,6 +13,7 @@ from torch.utils.data import Dataset, Sampler
 
 from utils.errors import UserError
 from utils.fileio import read_lines
+from utils.image_limits import too_large
 from utils.layout import IGNORE_INDEX, images_dir, index_by_stem, labels_dir, split_file
 
 # Pixel modes that carry more than 8 bits: converting them would silently clip or rescale intensities.
@@ -33,7 +34,11 @@ def read_split(root: str | os.PathLike, split: str) -> list[str]:
     path = split_file(root, split)
     if not path.is_file():
         raise UserError(f"split file not found: {path}\n  write it with: python png2txt.py --data {root}")
-    stems = read_lines(path)
+    try:
+        stems = read_lines(path)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at position {exc.start}); "
+                        f"save it as UTF-8 or rewrite it with png2txt.py") from None
     if not stems:
         raise UserError(f"split '{split}' is empty: {path}")
     unsafe = [s for s in stems if PurePosixPath(s).is_absolute() or Path(s).is_absolute()
@@ -56,7 +61,8 @@ def image_to_array(image: Image.Image, in_channels: int, path: Path) -> np.ndarr
         return np.asarray(image.convert("L"))[:, :, None]
     rgb = np.asarray(image.convert("RGB"))
     if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
-        raise UserError(f"{path}: colour image but the model has 1 input channel; use --in-channels 3")
+        raise UserError(f"{path}: colour image, but the model takes 1 (grey) channel; convert the image to grey, "
+                        f"or use a model trained with --in-channels 3")
     return rgb[:, :, :1].copy()
 
 
@@ -85,6 +91,8 @@ def open_image(path: Path) -> Image.Image:
             return image
     except UserError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise too_large(path, exc) from None
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise UserError(f"{path}: cannot read image ({exc})") from None
 
@@ -151,6 +159,10 @@ def load_pair(sample: Sample, in_channels: int, num_classes: int) -> tuple[np.nd
         raise UserError(f"{sample.label_path}: label is {label.shape[1]}x{label.shape[0]} but its image "
                         f"{sample.image_path.name} is {image.shape[1]}x{image.shape[0]} (width x height)")
     values = np.unique(label)
+    if values.tolist() == [IGNORE_INDEX]:
+        raise UserError(f"{sample.label_path}: every pixel is {IGNORE_INDEX} ('ignore'), so the image teaches and "
+                        f"scores nothing (its loss would be undefined); fix the mask or leave the image out of the "
+                        f"split")
     bad = [int(v) for v in values if v >= max(num_classes, 2) and v != IGNORE_INDEX]
     if bad:
         raise UserError(f"{sample.label_path}: label values {bad} are not class ids below "

@@ -8,6 +8,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+# On CUDA, NCCL reduces GPU tensors and gloo the CPU ones (epoch sums, the confusion matrix).
+CUDA_BACKENDS = "cpu:gloo,cuda:nccl"
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -37,8 +40,7 @@ def init_distributed(device: torch.device) -> DistributedContext:
     context = DistributedContext(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")),
                                  int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
     if not dist.is_initialized():
-        # On CUDA, NCCL reduces GPU tensors and gloo the CPU ones (epoch sums, the confusion matrix).
-        dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(CUDA_BACKENDS if device.type == "cuda" else "gloo")
     return context
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from utils.errors import UserError
+from utils.image_limits import too_large
 from utils.intensity import Intensity
 
 TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
@@ -127,6 +128,8 @@ def _open_pillow(path: Path) -> Image.Image:
         return Image.open(path)
     except FileNotFoundError:
         raise UserError(f"missing file {path}") from None
+    except Image.DecompressionBombError as err:
+        raise too_large(path, err) from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise UserError(f"cannot read {path}: {err}") from None
 
@@ -210,8 +213,8 @@ def file_is_wide(path: Path) -> bool:
             return layout.dtype not in (np.uint8, np.bool_)
         with Image.open(path) as image:
             return image.mode in WIDE_PILLOW_MODES or _truncated_by_pillow(image)
-    except (UserError, OSError, UnidentifiedImageError, ValueError):
-        return False
+    except (UserError, OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return False  # reading the pixels reports the problem
 
 
 def to_uint8(array: np.ndarray, intensity: Intensity | None, source: str) -> np.ndarray:

@@ -11,9 +11,11 @@ import torch.nn.functional as F
 
 from utils.checkpoint import load_checkpoint, model_from_checkpoint
 from utils.dataloader import letterbox, letterbox_size
+from utils.errors import UserError
 from utils.image_arrays import load_model_input
 from utils.intensity import Intensity
-from utils.runtime import normalize, resolve_device
+from utils.runtime import amp_dtype, normalize, resolve_device
+from utils.speed_probe import inference_choice
 
 
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
@@ -32,17 +34,29 @@ def blend_weights(tile: int) -> torch.Tensor:
     return torch.outer(ramp, ramp)
 
 
+def tile_grid(image: torch.Tensor, tile: int, overlap: float) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """The image (C, H, W) zero-padded to at least one tile, and the top-left corners of the tiles covering it."""
+    height, width = image.shape[1:]
+    padded = F.pad(image, (0, max(0, tile - width), 0, max(0, tile - height)))
+    positions = [(y, x) for y in tile_starts(padded.shape[1], tile, overlap)
+                 for x in tile_starts(padded.shape[2], tile, overlap)]
+    return padded, positions
+
+
+def letterbox_batch(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """H x W x C uint8 images letterboxed to one (N, C, size, size) uint8 batch, as the model was trained."""
+    return torch.from_numpy(np.stack([letterbox(image, None, size)[0] for image in images])).permute(0, 3, 1, 2)
+
+
 def sliding_window(probabilities: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile: int,
                    overlap: float = 0.25, batch_size: int = 4) -> torch.Tensor:
     """Blend per-tile class probabilities over a uint8 image (C, H, W) into (K, H, W) float32 on the CPU.
 
     Only `batch_size` tiles are on the device at a time, so memory is bounded by the tile, not the image.
     """
-    channels, height, width = image.shape
-    padded = F.pad(image, (0, max(0, tile - width), 0, max(0, tile - height)))
+    height, width = image.shape[1:]
+    padded, positions = tile_grid(image, tile, overlap)
     weights = blend_weights(tile)
-    positions = [(y, x) for y in tile_starts(padded.shape[1], tile, overlap)
-                 for x in tile_starts(padded.shape[2], tile, overlap)]
     total = coverage = None
     for first in range(0, len(positions), batch_size):
         chunk = positions[first:first + batch_size]
@@ -64,9 +78,20 @@ def class_probabilities(model: torch.nn.Module, images: torch.Tensor, normalizat
     inputs = normalize(images.to(parameter.device), normalization)
     if parameter.dim() == 4 and parameter.is_contiguous(memory_format=torch.channels_last):
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    logits = model(inputs).float()
+    return flip_averaged_probabilities(model, inputs, flip_tta)
+
+
+def flip_averaged_probabilities(forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor,
+                                flip_tta: bool = False) -> torch.Tensor:
+    """Class probabilities of normalised inputs through `forward` (-> logits), averaged with the flipped logits."""
+    logits = forward(inputs).float()
     if flip_tta:
-        logits = (logits + model(inputs.flip(-1)).float().flip(-1)) / 2
+        logits = (logits + forward(inputs.flip(-1)).float().flip(-1)) / 2
+    return probabilities_of(logits)
+
+
+def probabilities_of(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N, K, H, W) of logits: softmax, or (1 - p, p) of the sigmoid of a 1-channel model."""
     if logits.shape[1] == 1:
         foreground = torch.sigmoid(logits)
         return torch.cat([1 - foreground, foreground], dim=1)
@@ -85,26 +110,38 @@ class Predictor:
     `tiles=True`, predicted at their own resolution by overlapping tiles of the training size.
     """
 
+    amp_dtype: torch.dtype | None = None  # autocast dtype with --amp; None: fp32
+
     def __init__(self, checkpoint_path: str | os.PathLike, device: str = "auto", flip_tta: bool = False,
-                 tiles: bool | None = None, overlap: float = 0.25, intensity: Intensity | None = None) -> None:
-        self.checkpoint_path = Path(checkpoint_path)
+                 tiles: bool | None = None, overlap: float = 0.25, intensity: Intensity | None = None,
+                 amp: bool = False) -> None:
         checkpoint = load_checkpoint(checkpoint_path)
         self.device = resolve_device(device)
-        # NHWC inference measured faster on CPU and is the fast layout on CUDA (issue 7).
-        self.model = model_from_checkpoint(checkpoint, checkpoint_path).to(
-            self.device, memory_format=torch.channels_last).eval()
-        self.model_name = checkpoint["model"]["name"]
-        self.num_classes = int(checkpoint["model"]["num_classes"])
-        self.in_channels = int(checkpoint["model"]["in_channels"])
-        self.class_names = list(checkpoint["class_names"])
-        self.input_size = int(checkpoint["input_size"])
-        self.normalization = checkpoint["normalization"]
-        self.preprocessing = checkpoint.get("preprocessing") or {"intensity": None, "context": 0}
+        self._configure(checkpoint_path, checkpoint, flip_tta, tiles, overlap, intensity)
+        self.amp_dtype = amp_dtype(self.device) if amp else None
+        model = model_from_checkpoint(checkpoint, checkpoint_path).to(self.device).eval()
+        # NCHW or channels-last, whichever the speed probe timed faster on this machine (cached per set-up).
+        self.layout = inference_choice(model, self.device, self.model_name, self.in_channels, self.num_classes,
+                                       self.input_size, amp)
+        layout = torch.channels_last if self.layout.channels_last else torch.contiguous_format
+        self.model = model.to(memory_format=layout)
+
+    def _configure(self, path: str | os.PathLike, description: dict, flip_tta: bool, tiles: bool | None,
+                   overlap: float, intensity: Intensity | None) -> None:
+        """Set the attributes every predictor has from a checkpoint (or an exported model's description)."""
+        self.checkpoint_path = Path(path)
+        self.model_name = description["model"]["name"]
+        self.num_classes = int(description["model"]["num_classes"])
+        self.in_channels = int(description["model"]["in_channels"])
+        self.class_names = list(description["class_names"])
+        self.input_size = int(description["input_size"])
+        self.normalization = description["normalization"]
+        self.preprocessing = description.get("preprocessing") or {"intensity": None, "context": 0}
         stored = self.preprocessing.get("intensity")
         # 16-bit and float images are scaled as the user says, else as the training images were imported.
         self.intensity = intensity or (Intensity.from_json(stored) if stored else None)
         self.flip_tta = flip_tta
-        self.tiles = checkpoint.get("input_mode") == "crop" if tiles is None else tiles
+        self.tiles = description.get("input_mode") == "crop" if tiles is None else tiles
         self.overlap = overlap
 
     def load(self, path: str | os.PathLike) -> np.ndarray:
@@ -114,15 +151,16 @@ class Predictor:
     @torch.inference_mode()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, K, S, S) for a uint8 batch (N, C, S, S); K = 2 for a sigmoid model."""
-        return class_probabilities(self.model, images, self.normalization, flip_tta=self.flip_tta)
+        amp = self.amp_dtype is not None
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=amp):
+            return class_probabilities(self.model, images, self.normalization, flip_tta=self.flip_tta)
 
     def probability_batch(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Class probabilities (K x H x W float32, CPU) at each image's original size."""
         if self.tiles:
             return [sliding_window(self.probabilities, torch.from_numpy(image).permute(2, 0, 1), self.input_size,
                                    self.overlap) for image in images]
-        boxed = np.stack([letterbox(image, None, self.input_size)[0] for image in images])
-        probs = self.probabilities(torch.from_numpy(boxed).permute(0, 3, 1, 2))
+        probs = self.probabilities(letterbox_batch(images, self.input_size))
         resized = []
         for image, prob in zip(images, probs):
             height, width = image.shape[:2]
@@ -153,3 +191,26 @@ class Predictor:
         probabilities = self.probability_batch([image for _, image in batch])
         for (path, image), prob in zip(batch, probabilities):
             yield path, image, prob.numpy()
+
+
+def is_onnx_file(path: Path) -> bool:
+    """An exported ONNX model: named .onnx, or a file starting as ONNX protobufs do (field 1, ir_version)."""
+    if path.suffix.lower() == ".onnx":
+        return True
+    if not path.is_file():
+        return False
+    with open(path, "rb") as handle:
+        return handle.read(1) == b"\x08"  # a checkpoint starts with a zip ("PK") or pickle (0x80) header
+
+
+def load_predictor(path: str | os.PathLike, device: str = "auto", flip_tta: bool = False, tiles: bool | None = None,
+                   overlap: float = 0.25, intensity: Intensity | None = None, amp: bool = False) -> Predictor:
+    """A Predictor for a checkpoint (file or run folder), or an OnnxPredictor for an exported ONNX model."""
+    if is_onnx_file(Path(path)):
+        from utils.onnx_predictor import OnnxPredictor  # loads onnxruntime only for ONNX models
+
+        if amp:
+            raise UserError(f"--amp applies to PyTorch checkpoints; {path} is an ONNX model, which runs in the "
+                            f"precision it was exported in")
+        return OnnxPredictor(path, device, flip_tta, tiles, overlap, intensity)
+    return Predictor(path, device, flip_tta, tiles, overlap, intensity, amp)

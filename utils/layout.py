@@ -14,6 +14,7 @@ LABELS_DIR = "Labels"
 SPLITS_DIR = Path("ImageSets") / "Segmentation"
 CLASSES_FILE = "classes.txt"
 IMPORT_REPORT_FILE = "import_report.json"
+INCOMPLETE_FILE = "INCOMPLETE"  # in a prediction folder while get_miou_prediction.py is still writing it
 IGNORE_INDEX = 255
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 

@@ -8,9 +8,6 @@ at another size or slice count shows the same patient.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +15,7 @@ from scipy import ndimage
 
 from utils.errors import UserError
 from utils.fileio import write_json
+from utils.volumes import save_nifti
 
 CLASS_NAMES = ["background", "liver", "tumour"]
 CASE_PREFIX = "synthct_"
@@ -439,29 +437,6 @@ def _check(**values: int) -> None:
             raise UserError(f"{name} must be an integer from {low} to {high} (got {value!r})")
 
 
-def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
-    """Write a .nii.gz atomically: nibabel saves to a temporary .nii.gz beside it, then it is renamed."""
-    import nibabel as nib
-
-    image = nib.Nifti1Image(data, affine)
-    image.header.set_data_dtype(data.dtype)
-    image.header.set_xyzt_units("mm")
-    image.set_qform(affine, code=1)  # scanner coordinates
-    image.set_sform(affine, code=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:-7]}.", suffix=".tmp.nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(image, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_volumes(out: str | Path, count: int = 12, size: int = 128, slices: int = 48, seed: int = 0,
                   *, overwrite: bool = False) -> list[str]:
     """Write <out>/imagesTr/synthct_NNN_0000.nii.gz and <out>/labelsTr/synthct_NNN.nii.gz (Medical Segmentation Decathlon layout) plus <out>/dataset.json; return the case names."""
@@ -474,8 +449,8 @@ def write_volumes(out: str | Path, count: int = 12, size: int = 128, slices: int
     cases = [f"{CASE_PREFIX}{index:03d}" for index in range(count)]
     for index, case in enumerate(cases):
         hu, label, affine = make_volume(index, size, slices, seed)
-        _save_nifti(images / f"{case}_0000.nii.gz", hu, affine)
-        _save_nifti(labels / f"{case}.nii.gz", label, affine)
+        save_nifti(images / f"{case}_0000.nii.gz", hu, affine)
+        save_nifti(labels / f"{case}.nii.gz", label, affine)
     # A larger earlier run would otherwise leave extra cases behind after an overwrite.
     for folder, suffix in ((images, "_0000.nii.gz"), (labels, ".nii.gz")):
         for stale in folder.glob(f"{CASE_PREFIX}*.nii.gz"):

@@ -29,8 +29,11 @@ from utils.inference import class_probabilities, sliding_window
 from utils.layout import IGNORE_INDEX, read_class_names, read_preprocessing
 from utils.losses import SegmentationLoss, parse_loss
 from utils.metrics import ConfusionMatrix, f_score, predict_labels, scores_from_confusion
-from utils.runtime import (default_amp, default_channels_last, default_normalization, default_workers, normalize,
-                           resolve_device, seed_everything)
+from utils.plots import save_training_curves
+from utils.run_lock import lock_run_dir
+from utils.runtime import (amp_dtype, default_normalization, default_workers, normalize, resolve_device,
+                           seed_everything)
+from utils.speed_probe import SpeedChoice, training_choice
 from utils.visualize import overlay, sample_grid
 
 
@@ -88,6 +91,7 @@ class EpochStats:
     data_seconds: float = 0.0
     step_seconds: float = 0.0
     confusion: np.ndarray | None = field(default=None, repr=False)
+    non_finite: bool = False
 
 
 class Trainer:
@@ -150,8 +154,8 @@ class Trainer:
             if args.pretrained and model_name != "unet":
                 raise UserError("--pretrained loads a VGG16 encoder, which only the 'unet' model has")
             self.net = build_model(model_name, self.num_classes, self.in_channels, **options)
-        self.channels_last = args.channels_last if args.channels_last is not None else \
-            default_channels_last(self.device)
+        self.speed = self._speed(resume)
+        self.channels_last = self.speed.channels_last
         self.net.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         self.model = self.net  # what runs forward: the network, or its DDP / compiled wrapper
         if self.dist.enabled:
@@ -172,20 +176,31 @@ class Trainer:
             self.optimizer = torch.optim.Adam(self.net.parameters(), lr=args.lr, weight_decay=args.weight_decay,
                                               fused=fused)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=args.lr_decay)
-        amp = args.amp if args.amp is not None else default_amp(self.device)
-        self.amp_dtype = None
-        if amp:
-            cuda_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
-            self.amp_dtype = torch.bfloat16 if cuda_bf16 or self.device.type == "cpu" else torch.float16
+        self.amp_dtype = amp_dtype(self.device) if self.speed.amp else None
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.start_epoch, self.best_miou, self.history = 0, -1.0, []
         self.stop_requested = False
         if resume:
             self._restore(resume)
             self.run_dir = Path(args.resume) if Path(args.resume).is_dir() else Path(args.resume).parent
+            if self.start_epoch >= args.epochs:
+                raise UserError(f"{args.resume} has already trained {self.start_epoch} of --epochs {args.epochs}; "
+                                f"give a larger --epochs to train on")
         else:
             made = new_run_dir(Path(args.log_dir), model_name, args.run_name) if self.dist.is_main else None
             self.run_dir = Path(broadcast_object(str(made), self.dist))
+        self.lock = lock_run_dir(self.run_dir) if self.dist.is_main else None
+
+    def _speed(self, resume: dict | None) -> SpeedChoice:
+        """Precision and layout: --amp / --channels-last, else a resumed run's own, else the fastest by the probe."""
+        saved = SpeedChoice(**resume["speed"]) if resume and "speed" in resume else None
+        amp = self.args.amp if self.args.amp is not None or saved is None else saved.amp
+        layout = self.args.channels_last if self.args.channels_last is not None or saved is None else \
+            saved.channels_last
+        # Rank 0 times the candidates alone, so the ranks neither disturb its timings nor choose differently.
+        choice = training_choice(self.net, self.device, self.model_name, self.in_channels, self.num_classes,
+                                 self.input_size, self.args.batch_size, amp, layout) if self.dist.is_main else None
+        return broadcast_object(choice, self.dist)
 
     def _datasets(self, augmentation: Any, weight_map: Any) -> tuple[SegmentationDataset, SegmentationDataset]:
         """Load and check both splits; the problems of both are reported in one message."""
@@ -263,6 +278,7 @@ class Trainer:
             "best_miou": self.best_miou,
             "history": self.history,
             "args": args,
+            "speed": self.speed.to_json(),
         }
         if with_training_state:
             state.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
@@ -366,11 +382,14 @@ class Trainer:
                    disable=not (self.args.progress and self.dist.is_main), dynamic_ncols=True)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         f_sum = torch.zeros_like(loss_sum)
+        non_finite = torch.zeros((), device=self.device)
         for batch in bar:
             if self.input_mode == "crop":
                 logits, labels, loss = self._sliding_window_loss(batch)
             else:
                 logits, labels, loss = self._forward_loss(batch)
+            # NaN logits argmax to class 0, which can score better than a weak real model: never let them count.
+            non_finite += (~torch.isfinite(logits)).any() | ~torch.isfinite(loss)
             pred = predict_labels(logits)
             confusion.update(pred, labels)
             loss_sum += loss
@@ -383,6 +402,7 @@ class Trainer:
                 overlays.append(overlay(image.permute(1, 2, 0).numpy(), prediction.numpy().astype(np.uint8),
                                         self.metric_classes))
         stats.loss, stats.f_score = loss_sum.item(), f_sum.item()
+        stats.non_finite = all_reduce_sum(non_finite.float().cpu(), self.dist).item() > 0
         matrix = torch.from_numpy(confusion.compute())
         stats.confusion = all_reduce_sum(matrix, self.dist).numpy()
         return self._reduce_means(stats), overlays
@@ -396,10 +416,12 @@ class Trainer:
             processes = f" x {self.dist.world_size} processes" if self.dist.enabled else ""
             print(f"run folder: {self.run_dir}\ndevice: {self.device}{processes}; train {len(self.train_set)} / "
                   f"val {len(self.val_set)} images at {self.input_size}x{self.input_size}; "
-                  f"classes: {', '.join(self.class_names)}")
+                  f"classes: {', '.join(self.class_names)}\nspeed: {self.speed.describe()}")
         writer = SummaryWriter(str(self.run_dir)) if main else None
         if self.start_epoch == 0 and main:
             save_checkpoint(self.run_dir / "last.pt", self.checkpoint(0))
+            write_json(self.run_dir / "speed.json", self.speed.to_json())
+            writer.add_text("speed", self.speed.describe(), 0)
             self._log_augmentation_samples(writer)
         epoch = self.start_epoch
         previous_handlers = self._catch_stop_signals()
@@ -419,6 +441,8 @@ class Trainer:
                 signal.signal(signum, handler)
             if writer is not None:
                 writer.close()
+            if self.lock is not None:
+                self.lock.close()
             shutdown(self.dist)
         if not main:
             return 0
@@ -465,6 +489,10 @@ class Trainer:
     def _run_epoch(self, epoch: int, writer: Any) -> None:
         train = self.train_one_epoch(epoch)
         val, overlays = self.evaluate(epoch)
+        if val.non_finite:
+            raise UserError(f"validation in epoch {epoch + 1} gave NaN or infinite logits or loss: the model "
+                            f"diverged (too high a --lr?); stopped without saving this epoch. "
+                            f"{self._last_good()}")
         scores = scores_from_confusion(val.confusion, self._metric_names())
         miou = scores["miou"] if scores["miou"] is not None else 0.0
         lr = self.optimizer.param_groups[0]["lr"]
@@ -490,19 +518,60 @@ class Trainer:
         if improved:  # best.pt is for scoring and prediction: weights only, a third of last.pt's size with Adam
             save_checkpoint(self.run_dir / "best.pt", self.checkpoint(epoch + 1, with_training_state=False))
         write_json(self.run_dir / "history.json", self.history)
+        save_training_curves(self.run_dir / "curves.png", self.history)
         print(f"epoch {epoch + 1}/{self.args.epochs}: train loss {train.loss:.4f} f {train.f_score:.4f} | "
               f"val loss {val.loss:.4f} f {val.f_score:.4f} mIoU {miou:.4f}{' (best)' if improved else ''} | "
               f"lr {lr:.2e} | data wait {train.data_seconds:.1f}s of {train.data_seconds + train.step_seconds:.1f}s"
               + (f" | {train.bad_steps} non-finite steps skipped" if train.bad_steps else ""))
+
+    def _last_good(self) -> str:
+        """Where the last good weights are, for messages that stop a run."""
+        if not self.history:
+            return f"No epoch completed; {self.run_dir / 'last.pt'} holds the initial weights."
+        best_epoch = max(self.history, key=lambda record: record["val_miou"])["epoch"]
+        return (f"The last good checkpoints: {self.run_dir / 'last.pt'} (epoch {self.history[-1]['epoch']}) and "
+                f"{self.run_dir / 'best.pt'} (epoch {best_epoch}, mIoU {self.best_miou:.4f}).")
 
     def _metric_names(self) -> list[str]:
         return self.class_names if len(self.class_names) == self.metric_classes else \
             [f"class_{i}" for i in range(self.metric_classes)]
 
 
+# Options a resumed run may change when given: how long, where and how fast it runs, never what it learns from.
+# Every other option, and these when not given, come from the checkpoint.
+RESUME_OVERRIDES = ("resume", "epochs", "workers", "device", "progress", "overlays", "cache_mb", "max_bad_steps",
+                    "amp", "channels_last", "compile", "fused_optimizer", "cudnn_benchmark")
+
+
+def restore_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                    argv: list[str] | None) -> argparse.Namespace:
+    """The resumed run's own options from its checkpoint; one given on the command line must agree with them.
+
+    Only RESUME_OVERRIDES may differ. Speed options (--amp, --channels-last, ...) may change for a move to
+    other hardware, at the price of bit-exactness.
+    """
+    saved = load_checkpoint(args.resume, mmap=True).get("args") or {}
+    for action in parser._actions:  # parse again with no defaults: what remains was typed by the user
+        action.default = argparse.SUPPRESS
+    given = vars(parser.parse_args(argv))
+    conflicts = [f"--{name.replace('_', '-')} {value!r} (the run used {saved[name]!r})"
+                 for name, value in given.items()
+                 if name not in RESUME_OVERRIDES and name in saved and value != saved[name]]
+    if conflicts:
+        raise UserError(f"{args.resume}: options that contradict the run being resumed: {'; '.join(conflicts)}. "
+                        f"Leave them out (the run's own are restored) or start a new run; only "
+                        f"{', '.join('--' + n.replace('_', '-') for n in RESUME_OVERRIDES[1:])} may change")
+    restored = {name: value for name, value in saved.items()
+                if name != "resume" and name not in given and name in vars(args)}
+    return argparse.Namespace(**{**vars(args), **restored})
+
+
 def train(model_name: str, argv: list[str] | None = None) -> int:
     """Entry point of the train scripts: parse options, build the run, fit; errors exit with code 2."""
     def main(arguments: list[str] | None) -> int:
-        args = train_parser(model_name).parse_args(arguments)
+        parser = train_parser(model_name)
+        args = parser.parse_args(arguments)
+        if args.resume:
+            args = restore_options(parser, args, arguments)
         return Trainer(model_name, args).fit()
     return run_main(main, argv)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.errors import UserError
+from utils.fileio import atomic_path
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -91,25 +92,19 @@ def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray,
                like: str | os.PathLike | None = None) -> None:
     """Write `data` with `affine` atomically; with `like`, copy that file's header (orientation codes, units)."""
     nib = _nibabel()
-    path = Path(path)
-    header = None
-    if like is not None and is_nifti(like):
-        header = nib.load(str(like)).header.copy()
+    header = nib.load(str(like)).header.copy() if like is not None and is_nifti(like) else None
     image = nib.Nifti1Image(data, affine, header=header)
     image.set_data_dtype(data.dtype)
     # A copied header may carry the source's intensity scaling; labels and probabilities are stored as they are.
     image.header.set_slope_inter(1.0, 0.0)
-    if header is not None:
-        image.set_sform(affine, int(header["sform_code"]) or 1)
-        image.set_qform(affine, int(header["qform_code"]) or 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
-    try:
+    if header is None:
+        image.header.set_xyzt_units("mm")
+    codes = (int(header["sform_code"]) or 1, int(header["qform_code"]) or 1) if header is not None else (1, 1)
+    image.set_sform(affine, codes[0])  # 1 = scanner coordinates
+    image.set_qform(affine, codes[1])
+    suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
+    with atomic_path(path, suffix=f".tmp{suffix}") as tmp:
         nib.save(image, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 from utils.errors import UserError
 from utils.fileio import save_image, write_json
 from utils.image_arrays import SCALING_OPTIONS, array_to_image, file_is_wide, read_pages, tiff_layout, to_uint8
+from utils.image_limits import too_large
 from utils.intensity import Intensity
 from utils.layout import IGNORE_INDEX, images_dir, index_by_stem, labels_dir, write_class_names
 
@@ -140,6 +141,8 @@ def read_image(source: Source) -> Image.Image:
             return image
     except FileNotFoundError:
         raise UserError(f"missing file {source}") from None
+    except Image.DecompressionBombError as err:
+        raise too_large(source, err) from None
     except (UnidentifiedImageError, OSError, IndexError) as err:
         raise UserError(f"cannot read {source}: {err}") from None
 
