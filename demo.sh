@@ -13,7 +13,7 @@ $PY unet_bn_train_medical.py --data "$DATA" --input-size 64 --epochs 6 --batch-s
     --workers 0 --run-name "$RUN" --no-progress
 $PY get_miou_prediction.py --checkpoint "logs/unet_bn/$RUN/best.pt" --data "$DATA" --split val \
     --out "results/$RUN/val"
-$PY miou.py --pred "results/$RUN/val" --data "$DATA" --split val
+$PY miou.py --pred "results/$RUN/val" --data "$DATA" --split val --report
 $PY predict.py --checkpoint "logs/unet_bn/$RUN/best.pt" --out "results/$RUN/predict" \
     "$DATA/Images/$(head -n 1 "$DATA/ImageSets/Segmentation/val.txt").png"
 echo "TensorBoard curves: tensorboard --logdir logs/unet_bn/$RUN"

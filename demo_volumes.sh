@@ -16,7 +16,7 @@ $PY unet_bn_train_medical.py --data "$DATA" --input-size 128 --epochs 5 --batch-
     --workers 0 --run-name "$RUN" --no-progress
 $PY get_miou_prediction.py --checkpoint "logs/unet_bn/$RUN/best.pt" --data "$DATA" --split val \
     --keep-largest --out "results/$RUN/val"
-$PY miou.py --pred "results/$RUN/val" --data "$DATA" --split val
+$PY miou.py --pred "results/$RUN/val" --data "$DATA" --split val --report
 VOLUME=$(head -n 1 "$DATA/ImageSets/Segmentation/val.txt" | sed 's/_[0-9]*$//')
 $PY predict.py --checkpoint "logs/unet_bn/$RUN/best.pt" --out "results/$RUN/predict" --keep-largest \
     --overlay auto "$RAW/imagesTr/${VOLUME}_0000.nii.gz"

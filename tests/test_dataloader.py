@@ -68,7 +68,7 @@ def test_every_bad_file_is_listed_in_one_message(square_dataset: Path) -> None:
     assert "img_0.png: empty file" in message
     assert "img_1.png: cannot read image" in message
     assert "img_2.png: label is 32x30" in message
-    assert "img_3.png: colour image but the model has 1 input channel" in message
+    assert "img_3.png: colour image, but the model takes 1 (grey) channel" in message
 
 
 def test_grey_image_feeds_a_three_channel_model(square_dataset: Path) -> None:
