@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nets import MODEL_NAMES, build_model
 from nets.summary import count_flops
-from utils.bench_peers import PEER_NAMES, build_peer, check_installed
+from utils.bench_peers import PEER_NAMES, build_peer, check_peers
 from utils.cli import ArgumentParser, add_device_argument, run_main
 from utils.errors import UserError
 from utils.export import onnx_bytes
@@ -358,7 +358,7 @@ def probed_variant(variant: Variant, probe: dict[str, dict[str, Any]]) -> Varian
 def model_flops(name: str, size: int, in_channels: int, num_classes: int) -> dict[str, int]:
     """FLOPs per image: forward (inference) and forward + backward (training)."""
     with torch.device("meta"):
-        model = build_benchmarked(name, num_classes, in_channels)
+        model = build_benchmarked(name, num_classes, in_channels).to("meta")  # smp makes some weights on the CPU
     return {"infer": count_flops(model, size, in_channels), "train": count_flops(model, size, in_channels, True)}
 
 
@@ -605,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     models = check_args(args)
     if args.peers:
-        check_installed()
+        check_peers(args.size)
         models += PEER_NAMES
     device = check_device(args.device)
     device_name = str(device)

@@ -60,3 +60,30 @@ def test_crop_training_validates_and_predicts_by_tiles(square_dataset: Path, tmp
     report = json.loads((pred / "miou.json").read_text())
     assert report["pixels"] == 2 * 32 * 32  # full-resolution predictions, not 16x16 ones
     assert report["miou"] == pytest.approx(checkpoint["history"][0]["val_miou"], abs=1e-9)
+
+
+def test_amp_scoring_autocasts_and_stays_close_to_fp32(square_dataset: Path, tmp_path: Path) -> None:
+    from nets import build_model
+    from utils.checkpoint import save_checkpoint
+    from utils.errors import UserError
+    from utils.inference import Predictor, load_predictor
+    from utils.runtime import default_normalization
+
+    torch.manual_seed(0)
+    model = build_model("unet_bn", num_classes=2, in_channels=1)
+    checkpoint = tmp_path / "m.pt"
+    save_checkpoint(checkpoint, {"model": {"name": "unet_bn", "num_classes": 2, "in_channels": 1},
+                                 "class_names": ["background", "square"], "input_size": 32,
+                                 "normalization": default_normalization(1), "state_dict": model.state_dict()})
+    images = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8)
+    fp32, amp = Predictor(checkpoint, "cpu"), Predictor(checkpoint, "cpu", amp=True)
+    assert fp32.amp_dtype is None and amp.amp_dtype == torch.bfloat16
+    exact, autocast = fp32.probabilities(images), amp.probabilities(images)
+    assert autocast.dtype == torch.float32 and not torch.equal(autocast, exact)  # bf16 rounding shows
+    torch.testing.assert_close(autocast, exact, atol=0.05, rtol=0)
+    pred = tmp_path / "pred"
+    assert run_main(get_miou_prediction.main, ["--checkpoint", str(checkpoint), "--data", str(square_dataset),
+                                               "--out", str(pred), "--amp", "--tiles"]) == 0
+    assert json.loads((pred / "prediction.json").read_text())["amp"] is True
+    with pytest.raises(UserError, match="--amp applies to PyTorch checkpoints"):
+        load_predictor(tmp_path / "m.onnx", "cpu", amp=True)

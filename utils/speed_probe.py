@@ -208,8 +208,8 @@ def read_cache(path: Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         return []
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # truncated, foreign, unreadable
-        _note(f"ignoring the speed-probe cache {path} ({type(exc).__name__}: {exc}); it is rewritten after "
-              f"this probe")
+        _note(f"ignoring the speed-probe cache {path} ({type(exc).__name__}: {exc}); the next cached probe "
+              f"replaces it")
         return []
 
 

@@ -1,0 +1,36 @@
+"""utils.bench_peers: the peer models match this repository's input and output, and a missing package is one line."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import benchmark
+from utils import bench_peers
+from utils.cli import run_main
+
+
+@pytest.mark.parametrize("name, package", [("smp_unet_vgg16", "segmentation_models_pytorch"),
+                                           ("monai_attention_unet", "monai")])
+def test_a_peer_maps_the_input_to_logits_of_its_size(name: str, package: str) -> None:
+    pytest.importorskip(package)
+    model = bench_peers.build_peer(name, num_classes=3, in_channels=1).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 3, 64, 64)
+    assert benchmark.model_flops(name, 64, 1, 3)["train"] > benchmark.model_flops(name, 64, 1, 3)["infer"] > 0
+
+
+def test_a_missing_peer_package_is_one_line_naming_the_requirements_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "monai", None)  # makes `import monai` fail as if it were not installed
+    assert run_main(benchmark.main, ["--models", "unet_bn", "--peers", "--size", "64", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install -r requirements-bench.txt" in err and "monai" in err
+    assert not (tmp_path / "benchmark.json").exists()
+
+
+def test_a_size_the_peers_cannot_take_is_refused_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_main(benchmark.main, ["--models", "unet_bn", "--peers", "--size", "48", "--out", str(tmp_path)]) == 2
+    assert "--peers needs a --size of at least 64 and a multiple of 32" in capsys.readouterr().err
