@@ -24,10 +24,12 @@ def test_a_peer_maps_the_input_to_logits_of_its_size(name: str, package: str) ->
 
 def test_a_missing_peer_package_is_one_line_naming_the_requirements_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "monai", None)  # makes `import monai` fail as if it were not installed
+    for package in ("segmentation_models_pytorch", "monai"):  # makes the import fail as if it were not installed
+        monkeypatch.setitem(sys.modules, package, None)
     assert run_main(benchmark.main, ["--models", "unet_bn", "--peers", "--size", "64", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pip install -r requirements-bench.txt" in err and "monai" in err
+    assert err.count("\n") == 1 and "pip install -r requirements-bench.txt" in err
+    assert "needs segmentation_models_pytorch" in err  # the first peer it tries
     assert not (tmp_path / "benchmark.json").exists()
 
 
