@@ -26,8 +26,8 @@ from utils.training import Trainer, train
 
 
 def one_error_line(text: str) -> str:
-    """The stderr of a refused command: exactly one line, starting with 'error:'."""
-    lines = [line for line in text.splitlines() if line.strip()]
+    """The stderr of a refused command: exactly one error line (a speed probe's 'note:' lines may precede it)."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("note: ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), text
     assert "Traceback" not in text
     return lines[0]
