@@ -216,7 +216,7 @@ def test_refuses_differing_pixel_spacing_and_size_naming_files(tmp_path: Path) -
     message = _refusal(tmp_path)
     expected = f"1 file(s) differ in PixelSpacing from the other 6, which have (0.7, 0.9): {paths[1].name} (0.5, 0.5)"
     assert expected in message
-    assert f"differ in ImageOrientationPatient" in message and paths[4].name in message
+    assert "differ in ImageOrientationPatient" in message and paths[4].name in message
 
 
 def test_refuses_missing_geometry_and_junk_in_one_message(tmp_path: Path) -> None:

@@ -122,7 +122,7 @@ def _truncated_by_pillow(image: Image.Image) -> bool:
     return False
 
 
-def _open_pillow(path: Path) -> Image.Image:
+def open_pillow(path: Path) -> Image.Image:
     """Open (without decoding) an image with Pillow; unreadable files are a UserError naming the file."""
     try:
         return Image.open(path)
@@ -136,7 +136,7 @@ def _open_pillow(path: Path) -> Image.Image:
 
 def _pillow_pages(path: Path, first_only: bool = False) -> np.ndarray:
     """Every page (or the first) of a file decoded by Pillow, as (pages, H, W[, C])."""
-    image = _open_pillow(path)
+    image = open_pillow(path)
     try:
         with image:
             if _truncated_by_pillow(image):

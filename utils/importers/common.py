@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageSequence
 
 from utils.errors import UserError
 from utils.fileio import save_image, write_json
-from utils.image_arrays import SCALING_OPTIONS, array_to_image, file_is_wide, read_pages, tiff_layout, to_uint8
-from utils.image_limits import too_large
+from utils.image_arrays import (SCALING_OPTIONS, array_to_image, file_is_wide, open_pillow, read_pages, tiff_layout,
+                                to_uint8)
 from utils.intensity import Intensity
 from utils.layout import IGNORE_INDEX, images_dir, index_by_stem, labels_dir, write_class_names
 
@@ -132,18 +132,14 @@ def pairs_in_folders(image_folder: Path, mask_folder: Path, mask_suffix: str = "
 
 def read_image(source: Source) -> Image.Image:
     """Read a file by its content, not its extension (a .jpg may be WebP or PNG), or one page of a stack."""
-    path = source.path if isinstance(source, Frame) else source
+    image = open_pillow(source.path if isinstance(source, Frame) else source)
     try:
-        with Image.open(path) as image:
+        with image:
             if isinstance(source, Frame):
                 return ImageSequence.Iterator(image)[source.index].copy()
             image.load()
             return image
-    except FileNotFoundError:
-        raise UserError(f"missing file {source}") from None
-    except Image.DecompressionBombError as err:
-        raise too_large(source, err) from None
-    except (UnidentifiedImageError, OSError, IndexError) as err:
+    except (OSError, IndexError) as err:  # a truncated file or a missing page fails only when decoded
         raise UserError(f"cannot read {source}: {err}") from None
 
 
