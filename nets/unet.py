@@ -6,7 +6,7 @@ import os
 import torch
 from torch import nn
 
-from nets.blocks import DoubleConvReLU, check_input_size, concat_channels, upsample_to
+from nets.blocks import DoubleConvReLU, check_input_size, upsample_to
 from nets.vgg import VGG16Encoder
 
 
@@ -40,5 +40,5 @@ class VGGUNet(nn.Module):
         check_input_size(x, self.in_channels)
         *skips, x = self.encoder(x)
         for stage, skip in zip(self.decoder, reversed(skips)):
-            x = stage(concat_channels([skip, upsample_to(x, skip, "bilinear")]))
+            x = stage([skip, upsample_to(x, skip, "bilinear")])
         return self.head(x)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nets.blocks import AttentionGate, DoubleConvBN, UpConvBN, check_input_size, concat_channels
+from nets.blocks import AttentionGate, DoubleConvBN, UpConvBN, check_input_size
 
 WIDTHS = (64, 128, 256, 512, 1024)
 
@@ -48,5 +48,5 @@ class UNetBN(nn.Module):
             x = up(x, skip)
             if self.gates is not None:
                 skip = self.gates[index](x, skip)
-            x = block(concat_channels([skip, x]))
+            x = block([skip, x])  # concatenated by its first convolution
         return self.head(x)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 
 from nets import MODEL_NAMES, build_model
-from nets.blocks import concat_channels
+from nets.blocks import ConcatConv2d
 from nets.summary import count_flops, summarize
 from utils.errors import UserError
 
@@ -93,17 +94,21 @@ def test_summary_lists_layers_and_totals() -> None:
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_concat_channels_matches_cat_and_hands_on_dense_gradients(channels_last: bool) -> None:
+def test_concat_conv_equals_a_convolution_of_the_concatenation(channels_last: bool) -> None:
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    a = torch.randn(2, 3, 4, 5).contiguous(memory_format=memory_format).requires_grad_(True)
-    b = torch.randn(2, 2, 4, 5).contiguous(memory_format=memory_format).requires_grad_(True)
-    seen = []
-    weights = torch.arange(2 * 5 * 4 * 5, dtype=torch.float32).reshape(2, 5, 4, 5)
-    a_mid, b_mid = a * 1, b * 1  # non-leaf inputs, so a hook sees the gradient as it reaches them
-    a_mid.register_hook(lambda grad: seen.append(grad))
-    out = concat_channels([a_mid, b_mid])
-    assert torch.equal(out, torch.cat([a, b], dim=1))
-    (out * weights).sum().backward()
-    assert torch.equal(a.grad, weights[:, :3]) and torch.equal(b.grad, weights[:, 3:])
-    dense_channels_last = seen[0].is_contiguous(memory_format=torch.channels_last)
-    assert dense_channels_last == channels_last  # NCHW slices are left as they are: no copy there
+    torch.manual_seed(0)
+    conv = ConcatConv2d(5, 4, kernel_size=3, padding=1).to(memory_format=memory_format)
+    a = torch.randn(2, 3, 6, 7).contiguous(memory_format=memory_format).requires_grad_(True)
+    b = torch.randn(2, 2, 6, 7).contiguous(memory_format=memory_format).requires_grad_(True)
+    weights = torch.randn(2, 4, 6, 7)
+    (conv([a, b]) * weights).sum().backward()
+    split = [a.grad, b.grad, conv.weight.grad, conv.bias.grad]
+    a.grad = b.grad = conv.weight.grad = conv.bias.grad = None
+    whole = F.conv2d(torch.cat([a, b], dim=1), conv.weight, conv.bias, padding=1)
+    (whole * weights).sum().backward()
+    assert torch.allclose(conv([a, b]), whole, atol=1e-5)
+    for got, expected in zip(split, [a.grad, b.grad, conv.weight.grad, conv.bias.grad]):
+        assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.equal(conv(torch.cat([a, b], dim=1)), whole)  # one tensor: a plain convolution
+    with pytest.raises(ValueError, match=r"inputs of 5 channels in all, got \[3, 3\]"):
+        conv([a, a])
