@@ -213,7 +213,30 @@ def test_a_real_probe_at_32_px_runs_end_to_end(cache: Path) -> None:
     assert again.source == "cache"
     assert (again.precision, again.channels_last) == (choice.precision, choice.channels_last)
     entry = json.loads(cache.read_text())["entries"][0]
-    assert entry["key"]["torch"] == torch.__version__ and entry["key"]["size"] == 32 and entry["key"]["batch"] == 2
+    assert entry["key"]["torch"] == torch.__version__ and entry["key"]["probe_size"] == 32 and entry["key"]["batch"] == 2
+
+
+def test_probes_time_a_bounded_size_at_the_runs_batch_and_share_the_cache_entry(
+        cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    timed_shapes = []
+
+    def fake_steps(model: object, device: object, in_channels: int, num_classes: int, size: int, batch: int
+                   ) -> Callable[[Candidate], Callable[[], None]]:
+        timed_shapes.append((size, batch))
+        return lambda candidate: lambda: None
+
+    monkeypatch.setattr(speed_probe, "training_steps", fake_steps)
+    monkeypatch.setattr(speed_probe, "time_candidates", lambda options, make_step: (
+        make_step(options[0]), {c: 1.0 + i for i, c in enumerate(options)})[1])
+    model = torch.nn.Conv2d(1, 2, 1)
+    first = speed_probe.training_choice(model, CPU, "unet_bn", 1, 2, 512, 3)
+    assert timed_shapes == [(speed_probe.TRAIN_PROBE_SIZE, 3)] and first.probe_size == 128
+    assert "probe took" in first.describe() and "at 128x128" in first.describe()
+    # 256 probes the same shape as 512: the cached choice serves it; a smaller run, or another batch, is timed.
+    assert speed_probe.training_choice(model, CPU, "unet_bn", 1, 2, 256, 3).source == "cache"
+    assert speed_probe.training_choice(model, CPU, "unet_bn", 1, 2, 64, 3).source == "probe"
+    assert speed_probe.training_choice(model, CPU, "unet_bn", 1, 2, 256, 2).source == "probe"
+    assert timed_shapes[1:] == [(64, 3), (128, 2)]
 
 
 def run_args(data: Path, logs: Path, *extra: str) -> list[str]:

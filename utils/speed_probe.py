@@ -1,7 +1,9 @@
 """Speed defaults by measurement: time the precision x memory-layout candidates on the run's own model, once per
 set-up, and keep the fastest (a near tie goes to the simpler fp32 / NCHW).
 
-The result is cached per machine, torch version, model, channels, classes, input size, batch and device type in
+Candidates are timed at the run's batch on at most TRAIN_PROBE_SIZE (training) or INFER_PROBE_SIZE (inference)
+pixels square, which bounds the probe's cost at any input size. The result is cached per machine, torch version,
+model, channels, classes, probed size, batch and device type in
 $UNET_SEGMENTATION_CACHE, else $XDG_CACHE_HOME/unet-segmentation, else ~/.cache/unet-segmentation.
 """
 from __future__ import annotations
@@ -38,6 +40,11 @@ TIE = 0.05  # within this fraction of the fastest counts as as fast: the simples
 CLEARLY = 1.25
 # Other processes busy on more than this share of the CPUs make a CPU probe too noisy to cache.
 BUSY = 0.25
+# Probes time this side, or the run's own where it is smaller, to bound their cost: on the 2-core EPYC the
+# candidates ranked alike at 128 and 256 (training, batch kept) and at 256 and 512 (inference); training at batch
+# 1 against 2 did not, so the batch is never changed.
+TRAIN_PROBE_SIZE = 128
+INFER_PROBE_SIZE = 256
 
 Step = Callable[[], None]
 StepFactory = Callable[["Candidate"], Step]
@@ -72,6 +79,7 @@ class SpeedChoice:
     probe_seconds: float | None = None  # what the probe itself took
     cache: str | None = None
     busy: float | None = None  # share of the CPUs other processes used during the probe (CPU only)
+    probe_size: int | None = None  # the side the candidates were timed at
 
     @property
     def amp(self) -> bool:
@@ -86,6 +94,8 @@ class SpeedChoice:
         steps = ", ".join(f"{name} {'failed' if seconds is None else f'{seconds * 1000:.0f} ms'}"
                           for name, seconds in self.seconds.items())
         origin = f"probe took {self.probe_seconds:.1f} s" if self.source == "probe" else "cached probe"
+        if self.probe_size:
+            origin += f" at {self.probe_size}x{self.probe_size}"
         if self.busy is not None and self.busy > BUSY:
             origin += f", noisy: other processes used {self.busy:.0%} of the CPUs, not cached"
         return f"{what}, the fastest per step ({steps}; {origin}; cache {self.cache})"
@@ -234,7 +244,7 @@ def decide(device: torch.device, key: dict[str, Any], options: list[Candidate],
     if hit:
         chosen = options[names.index(hit["choice"])]
         return SpeedChoice(chosen.precision, chosen.channels_last, "cache", hit["seconds"],
-                           hit.get("probe_seconds"), str(path))
+                           hit.get("probe_seconds"), str(path), probe_size=key.get("probe_size"))
     print(f"speed probe: timing {what} as {', '.join(names)} (once for this set-up; cached in {path})", flush=True)
     sample, start = cpu_sample(), perf_counter()
     with preserved_rng(device):
@@ -243,7 +253,8 @@ def decide(device: torch.device, key: dict[str, Any], options: list[Candidate],
     busy = others_share(sample, cpu_sample(), wall) if device.type == "cpu" else None
     chosen = choose(timings)
     seconds = {c.name: (s if math.isfinite(s) else None) for c, s in timings.items()}
-    choice = SpeedChoice(chosen.precision, chosen.channels_last, "probe", seconds, wall, str(path), busy)
+    choice = SpeedChoice(chosen.precision, chosen.channels_last, "probe", seconds, wall, str(path), busy,
+                         key.get("probe_size"))
     if busy is not None and busy > BUSY:
         _note(f"other processes kept {busy:.0%} of the CPUs busy during the speed probe, so its timings are "
               f"noisy: this run uses its choice ({chosen.name}), but it is not cached")
@@ -314,19 +325,23 @@ def inference_steps(model: torch.nn.Module, device: torch.device, in_channels: i
 def training_choice(model: torch.nn.Module, device: torch.device, model_name: str, in_channels: int,
                     num_classes: int, size: int, batch: int, amp: bool | None = None,
                     channels_last: bool | None = None) -> SpeedChoice:
-    """Precision and layout for training: the given levers, the rest the fastest by the probe (or its cache)."""
+    """Precision and layout for training: the given levers, the rest the fastest by the probe (or its cache),
+    timed at the run's batch and at most TRAIN_PROBE_SIZE pixels square."""
+    side = min(size, TRAIN_PROBE_SIZE)
     key = {"phase": "train", "model": model_name, "in_channels": in_channels, "num_classes": num_classes,
-           "size": size, "batch": batch}
+           "probe_size": side, "batch": batch}
     return decide(device, key, candidates(device, amp, channels_last),
-                  lambda: training_steps(model, device, in_channels, num_classes, size, batch),
-                  f"training steps of {model_name} at {size}x{size}, batch {batch}")
+                  lambda: training_steps(model, device, in_channels, num_classes, side, batch),
+                  f"training steps of {model_name} at {side}x{side}, batch {batch}")
 
 
 def inference_choice(model: torch.nn.Module, device: torch.device, model_name: str, in_channels: int,
                      num_classes: int, size: int, amp: bool = False, batch: int = 1) -> SpeedChoice:
-    """The faster layout for inference at the given precision; `model` is left in either layout."""
+    """The faster layout for inference at the given precision, timed at most INFER_PROBE_SIZE pixels square;
+    `model` is left in either layout."""
+    side = min(size, INFER_PROBE_SIZE)
     key = {"phase": "infer", "model": model_name, "in_channels": in_channels, "num_classes": num_classes,
-           "size": size, "batch": batch}
+           "probe_size": side, "batch": batch}
     return decide(device, key, candidates(device, amp, None),
-                  lambda: inference_steps(model, device, in_channels, size, batch),
-                  f"inference of {model_name} at {size}x{size}, batch {batch}")
+                  lambda: inference_steps(model, device, in_channels, side, batch),
+                  f"inference of {model_name} at {side}x{side}, batch {batch}")
