@@ -1,6 +1,7 @@
 """Benchmark the models: train and inference img/s, peak memory, achieved GFLOP/s against a measured
-matmul peak, each plain ("eager-fp32-nchw") and "tuned" side by side on one device, and inference of the
-model exported to ONNX and run by onnxruntime ("onnxruntime") in the same table.
+matmul peak, for the scripts' defaults ("default", levers chosen by the speed probe) beside every candidate
+the probe chooses from ("fp32-nchw", ..., "bf16-channels-last"), so the report can show how close the default
+comes to the best, and inference of the model exported to ONNX and run by onnxruntime ("onnxruntime").
 
 Every (model, variant) runs in a fresh spawned process, so one configuration's peak memory (a process
 high-water mark) cannot leak into the next. Writes <out>/benchmark.json (raw numbers, environment) and
@@ -36,8 +37,8 @@ from utils.errors import UserError
 from utils.export import onnx_bytes
 from utils.fileio import atomic_open, write_json, write_text
 from utils.onnx_predictor import open_session, session_forward
-from utils.runtime import cpuinfo, default_normalization, native_bf16, normalize, resolve_device, usable_cpus
-from utils.speed_probe import SpeedChoice, inference_choice, training_choice
+from utils.runtime import amp_dtype, cpuinfo, default_normalization, native_bf16, normalize, resolve_device, usable_cpus
+from utils.speed_probe import SpeedChoice, candidates, inference_choice, training_choice
 
 GIB = 2**30
 POOL_BATCHES = 4  # the synthetic dataset is re-iterated, so its size (and RSS) does not grow with --steps
@@ -66,7 +67,9 @@ class Variant:
 
 EAGER = Variant("eager-fp32-nchw")
 ONNXRUNTIME = Variant("onnxruntime", runtime="onnxruntime")
-VARIANTS = ("eager", "default", "tuned", "onnxruntime")
+VARIANTS = ("eager", "default", "candidates", "tuned", "onnxruntime")
+DEFAULT_VARIANTS = "default,candidates,onnxruntime"
+CANDIDATE_PREFIX = "candidate "
 
 
 @dataclass(frozen=True)
@@ -147,8 +150,8 @@ def peak_rss_gib() -> float:
 
 
 def autocast(device: torch.device, enabled: bool) -> torch.autocast:
-    """bf16 autocast when `enabled`."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+    """Autocast to the device's mixed-precision dtype (bf16, or fp16 on GPUs without bf16) when `enabled`."""
+    return torch.autocast(device.type, dtype=amp_dtype(device), enabled=enabled)
 
 
 def forever(loader: DataLoader) -> Iterator[list[torch.Tensor]]:
@@ -375,12 +378,19 @@ def add_rates(record: dict[str, Any], flops: dict[str, int], peaks: dict[str, di
         stats["peak_fraction"] = stats["gflops"] / peaks[peak]["gflops"]
 
 
+def baseline_name(records: list[dict[str, Any]]) -> str:
+    """The variant speed-ups are measured against: eager where it was measured, else the fp32-nchw candidate."""
+    return EAGER.name if any(r["variant"] == EAGER.name for r in records) else CANDIDATE_PREFIX + "fp32-nchw"
+
+
 def add_speedups(records: list[dict[str, Any]]) -> None:
-    """speed-up = img/s / eager img/s, on each other record whose model has an eager one."""
-    eager = {r["model"]: r for r in records if r["variant"] == EAGER.name and "error" not in r}
+    """speed-up = img/s / baseline img/s (eager, else the fp32-nchw candidate), on each other record whose model
+    has a baseline."""
+    name = baseline_name(records)
+    eager = {r["model"]: r for r in records if r["variant"] == name and "error" not in r}
     for record in records:
         base = eager.get(record["model"])
-        if record["variant"] != EAGER.name and base and "error" not in record:
+        if record["variant"] != name and base and "error" not in record:
             record["speedup"] = {p: record[p]["img_per_s"] / base[p]["img_per_s"] if record[p] else None
                                  for p in ("train", "infer")}
 
@@ -464,42 +474,56 @@ def peak_line(env: dict[str, Any]) -> str:
     return f"**Matmul peak** (fastest of 5 chunks, before and after the models): {peaks}{note}"
 
 
-def probe_lines(records: list[dict[str, Any]]) -> list[str]:
-    """Per model and phase: the default the speed probe chose, its candidates' step times, and the default's
-    speed over the best candidate's (below 1 only where a near tie went to the simpler candidate)."""
+def probe_text(data: dict[str, Any]) -> tuple[str, str]:
+    """The probe's choice and its candidates' step times (ms), from a SpeedChoice's JSON."""
+    choice = SpeedChoice(**data)
+    chosen = f"{choice.precision}-{'channels-last' if choice.channels_last else 'nchw'}"
+    steps = ", ".join(f"{name} {1000 * s:.0f}" if s is not None else f"{name} failed"
+                      for name, s in choice.seconds.items()) or "-"
+    return chosen, f"{steps} ({choice.source})"
+
+
+def choice_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Per model and phase: the probe's choice and its timings, and the default row's img/s against the best
+    candidate row's in this harness. Inference defaults are fp32 (scores must not depend on the machine), so they
+    are held against the fp32 candidates only."""
+    ok = [r for r in records if "error" not in r]
     rows = []
-    for record in records:
-        for phase, data in (record.get("probe") or {}).items():
-            choice = SpeedChoice(**data)
-            chosen = f"{choice.precision}-{'channels-last' if choice.channels_last else 'nchw'}"
-            measured = {name: s for name, s in choice.seconds.items() if s is not None}
-            steps = ", ".join(f"{name} {1000 * s:.0f}" if s is not None else f"{name} failed"
-                              for name, s in choice.seconds.items()) or "-"
-            ratio = f"{min(measured.values()) / measured[chosen]:.2f}" if chosen in measured else "-"
-            rows.append(f"| {record['model']} | {phase} | {chosen} | {steps} | {ratio} | {choice.source} |")
+    for record in (r for r in ok if r["variant"] == "default" and r.get("probe")):
+        for phase in ("train", "infer"):
+            chosen, steps = probe_text(record["probe"][phase])
+            rivals = [r for r in ok if r["model"] == record["model"] and r["variant"].startswith(CANDIDATE_PREFIX)
+                      and (phase == "train" or not r["levers"]["infer"]["amp"])]
+            best = max(rivals, key=lambda r: r[phase]["img_per_s"], default=None)
+            mine = record[phase]["img_per_s"]
+            versus = ("- | -" if best is None else
+                      f"{best['variant'].removeprefix(CANDIDATE_PREFIX)} {best[phase]['img_per_s']:.3g} | "
+                      f"{mine / best[phase]['img_per_s']:.2f}")
+            rows.append(f"| {record['model']} | {phase} | {chosen} | {steps} | {mine:.3g} | {versus} |")
     if not rows:
         return []
-    return ["", "**Defaults by the speed probe** (utils/speed_probe.py: 1 warm-up + 1-2 timed steps per candidate; "
-            "its choices are the default rows' levers):", "",
-            "| model | phase | default | candidates (ms per step) | default / best candidate speed | source |",
-            "|" + "---|" * 6, *rows]
+    return ["", "**Default against the best candidate** (the speed probe's choice and its own step times; then "
+            "img/s of the default row and of the fastest candidate row in this harness):", "",
+            "| model | phase | default | probe: ms per step | default img/s | best candidate img/s | default / best |",
+            "|" + "---|" * 7, *rows]
 
 
-def peer_lines(records: list[dict[str, Any]]) -> list[str]:
-    """GFLOP/s of each model's default row, and its ratio to each peer's default row (train / infer)."""
-    defaults = {r["model"]: r for r in records if r["variant"] == "default" and "error" not in r}
-    peers = [name for name in PEER_NAMES if name in defaults]
-    if not peers:
+def share_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Per model (the peers included), each variant's share of the matmul peak, train / infer: efficiency
+    comparable across models of different FLOP counts."""
+    ok = [r for r in records if "error" not in r and r["train"] is not None]
+    names = list(dict.fromkeys(r["variant"] for r in ok))
+    if not ok:
         return []
     rows = []
-    for name, record in defaults.items():
-        ratios = [f"{record['train']['gflops'] / defaults[p]['train']['gflops']:.2f}x / "
-                  f"{record['infer']['gflops'] / defaults[p]['infer']['gflops']:.2f}x" for p in peers]
-        rows.append(f"| {name} | {record['train']['gflops']:.1f} | {record['infer']['gflops']:.1f} | "
-                    + " | ".join(ratios) + " |")
-    return ["", "**Against the peers** (default rows; GFLOP/s from each model's own FLOP count):", "",
-            "| model | train GFLOP/s | infer GFLOP/s | " + " | ".join(f"vs {p} (train / infer)" for p in peers) + " |",
-            "|" + "---|" * (3 + len(peers)), *rows]
+    for model in dict.fromkeys(r["model"] for r in ok):
+        cells = {r["variant"]: f"{100 * r['train']['peak_fraction']:.0f} / {100 * r['infer']['peak_fraction']:.0f}"
+                 for r in ok if r["model"] == model}
+        rows.append(f"| {model} | " + " | ".join(cells.get(name, "-") for name in names) + " |")
+    return ["", "**Share of the matmul peak** (% of the compute dtype's peak, train / infer; peers, where "
+            "measured, in the same run and harness):", "",
+            "| model | " + " | ".join(name.removeprefix(CANDIDATE_PREFIX) for name in names) + " |",
+            "|" + "---|" * (1 + len(names)), *rows]
 
 
 def markdown(env: dict[str, Any], settings: dict[str, Any], records: list[dict[str, Any]]) -> str:
@@ -510,12 +534,13 @@ def markdown(env: dict[str, Any], settings: dict[str, Any], records: list[dict[s
              f"img/s from the median of {settings['steps']} timed steps, after {settings['warmup']} warm-up steps; "
              f"training is fed by an "
              f"in-process DataLoader over in-memory uint8 samples; % of the matmul peak of the compute dtype; "
-             f"peak memory is the {memory}; speed-up is img/s over the eager row of the same model (train / infer); onnxruntime rows run "
+             f"peak memory is the {memory}; speed-up is img/s over the {baseline_name(records)} row of the same model "
+             f"(train / infer); onnxruntime rows run "
              f"the model exported to ONNX (fp32), inference only.", "",
              "| model | variant | device | size | batch | train img/s | infer img/s | train GFLOP/s (% of peak) "
              "| infer GFLOP/s (% of peak) | data wait % | peak memory (GiB) | speed-up |",
              "|" + "---|" * 12]
-    return "\n".join(lines + [table_row(r) for r in records] + probe_lines(records) + peer_lines(records)) + "\n"
+    return "\n".join(lines + [table_row(r) for r in records] + choice_lines(records) + share_lines(records)) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -531,9 +556,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--in-channels", type=int, default=3, choices=(1, 3), help="model input channels")
     parser.add_argument("--num-classes", type=int, default=2, help="output classes (cross-entropy, so 2 or more)")
     parser.add_argument("--out", default="bench", help="folder for benchmark.json and benchmark.md")
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help="comma-separated: eager (plain fp32 NCHW), default (what the train and predict "
-                             "scripts use on this device), tuned (the levers below), onnxruntime (inference of the "
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS,
+                        help="comma-separated: eager (plain fp32 NCHW, no fused Adam), default (what the train "
+                             "and predict scripts use on this device), candidates (each precision x layout the "
+                             "speed probe chooses from), tuned (the levers below), onnxruntime (inference of the "
                              "model exported to ONNX)")
     parser.add_argument("--peak-seconds", type=float, default=1.0, help="time spent on each matmul peak")
     parser.add_argument("--peers", action="store_true",
@@ -584,20 +610,24 @@ def check_device(name: str) -> torch.device:
 
 def variants(args: argparse.Namespace, device: torch.device, bf16_native: bool) -> list[Variant]:
     """The variants asked for: eager; default = the scripts' defaults (precision and layout: the speed probe's
-    choices per model, filled in by probed_variant); tuned = the flags, with fused Adam and,
-    on CUDA, cuDNN autotuning; onnxruntime = inference of the exported model (utils.export), fp32."""
+    choices per model, filled in by probed_variant); candidates = each precision x layout the probe chooses
+    from, with the default's other levers; tuned = the flags, with fused Adam and, on CUDA, cuDNN autotuning;
+    onnxruntime = inference of the exported model (utils.export), fp32."""
     names = listed_names(args.variants, VARIANTS, "variant")
     amp = bf16_native if args.amp is None else args.amp
     if amp and not bf16_native:
         print(f"note: bf16 is not native on {device}; --amp will likely be slow", file=sys.stderr)
     cuda = device.type == "cuda"
     tuned_phase = Phase(channels_last=args.channels_last, amp=amp)
-    chosen = {"eager": EAGER,
-              "default": Variant("default", cudnn_benchmark=cuda, fused_adam=True),
-              "tuned": Variant("tuned", train=tuned_phase, infer=tuned_phase, compile=args.compile,
-                               cudnn_benchmark=cuda, fused_adam=True),
-              "onnxruntime": ONNXRUNTIME}
-    return [chosen[name] for name in names]
+    chosen = {"eager": [EAGER],
+              "default": [Variant("default", cudnn_benchmark=cuda, fused_adam=True)],
+              "candidates": [Variant(CANDIDATE_PREFIX + c.name, train=Phase(c.channels_last, c.amp),
+                                     infer=Phase(c.channels_last, c.amp), cudnn_benchmark=cuda, fused_adam=True)
+                             for c in candidates(device)],
+              "tuned": [Variant("tuned", train=tuned_phase, infer=tuned_phase, compile=args.compile,
+                                cudnn_benchmark=cuda, fused_adam=True)],
+              "onnxruntime": [ONNXRUNTIME]}
+    return [variant for name in names for variant in chosen[name]]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,27 +10,32 @@ import pytest
 import benchmark
 from utils.cli import run_main
 
+CANDIDATES = ["fp32-nchw", "fp32-channels-last", "bf16-nchw", "bf16-channels-last"]
 TINY = ["--size", "32", "--batch-size", "1", "--steps", "1", "--warmup", "1", "--models", "unet_bn",
         "--no-compile", "--peak-seconds", "0.2"]
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
-    """One tiny run of the tuned variant (in a spawned process): the parsed JSON and the Markdown."""
+    """One tiny run of the default and candidate variants (each in a spawned process): JSON and Markdown."""
     out = tmp_path_factory.mktemp("bench")
-    assert benchmark.main([*TINY, "--variants", "default,tuned", "--device", "cpu", "--out", str(out)]) == 0
+    assert benchmark.main([*TINY, "--variants", "default,candidates", "--device", "cpu", "--out", str(out)]) == 0
     return json.loads((out / "benchmark.json").read_text()), (out / "benchmark.md").read_text()
 
 
 def test_records_are_positive(report: tuple[dict, str]) -> None:
     data, _ = report
-    assert [r["variant"] for r in data["records"]] == ["default", "tuned"]
+    assert [r["variant"] for r in data["records"]] == ["default"] + [f"candidate {name}" for name in CANDIDATES]
     default, probe = data["records"][0]["levers"], data["records"][0]["probe"]  # the speed probe's choices
     assert default["train"] == {"channels_last": probe["train"]["channels_last"],
                                 "amp": probe["train"]["precision"] != "fp32"}
     assert default["infer"] == {"channels_last": probe["infer"]["channels_last"], "amp": False}
     assert len(probe["train"]["seconds"]) == 4 and len(probe["infer"]["seconds"]) == 2
-    assert "probe" not in data["records"][1]
+    assert all("probe" not in record for record in data["records"][1:])
+    for record, name in zip(data["records"][1:], CANDIDATES):
+        precision, _, layout = name.partition("-")
+        expected = {"channels_last": layout == "channels-last", "amp": precision == "bf16"}
+        assert record["levers"]["train"] == record["levers"]["infer"] == expected and record["levers"]["fused_adam"]
     for record in data["records"]:
         assert "error" not in record
         for phase in ("train", "infer"):
@@ -68,11 +73,16 @@ def test_markdown_has_header_and_one_row_per_record(report: tuple[dict, str]) ->
     for column in ("train img/s", "infer img/s", "train GFLOP/s (% of peak)", "data wait %", "peak memory (GiB)"):
         assert column in header
     rows = [line for line in text.splitlines() if line.startswith("| unet_bn |") and "| cpu |" in line]
-    assert len(rows) == len(data["records"]) == 2
-    infer = data["records"][0]["probe"]["infer"]
-    chosen = f"{infer['precision']}-{'channels-last' if infer['channels_last'] else 'nchw'}"
-    assert f"| unet_bn | infer | {chosen} | fp32-nchw " in text  # the speed probe's table
+    assert len(rows) == len(data["records"]) == 5
     assert all(row.count("|") == header.count("|") for row in rows)
+    default = data["records"][0]
+    infer = default["probe"]["infer"]
+    chosen = f"{infer['precision']}-{'channels-last' if infer['channels_last'] else 'nchw'}"
+    row = next(line for line in text.splitlines() if line.startswith(f"| unet_bn | infer | {chosen} | fp32-nchw "))
+    fp32 = [r for r in data["records"][1:] if not r["levers"]["infer"]["amp"]]
+    best = max(fp32, key=lambda r: r["infer"]["img_per_s"])
+    assert row.endswith(f"| {default['infer']['img_per_s'] / best['infer']['img_per_s']:.2f} |")
+    assert "| model | default | fp32-nchw | fp32-channels-last | bf16-nchw | bf16-channels-last |" in text
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -91,7 +101,21 @@ def test_bad_options_are_user_errors(arguments: list[str], message: str, tmp_pat
 
 
 
-def test_speedup_is_tuned_over_eager() -> None:
+def test_the_default_is_held_against_the_fastest_candidate_and_fp32_ones_for_inference() -> None:
+    def record(variant: str, train: float, infer: float, amp: bool = False) -> dict:
+        return {"model": "unet", "variant": variant, "train": {"img_per_s": train}, "infer": {"img_per_s": infer},
+                "levers": {"infer": {"amp": amp}}}
+
+    choice = {"precision": "bf16", "channels_last": True, "source": "cache", "seconds": {"bf16-nchw": 0.5}}
+    default = {**record("default", 1.0, 2.0), "probe": {"train": choice, "infer": {**choice, "precision": "fp32"}}}
+    records = [default, record("candidate fp32-nchw", 0.5, 1.6), record("candidate fp32-channels-last", 1.25, 2.5),
+               record("candidate bf16-channels-last", 0.9, 4.0, amp=True)]
+    lines = benchmark.choice_lines(records)
+    assert lines[-2] == "| unet | train | bf16-channels-last | bf16-nchw 500 (cache) | 1 | fp32-channels-last 1.25 | 0.80 |"
+    assert lines[-1] == "| unet | infer | fp32-channels-last | bf16-nchw 500 (cache) | 2 | fp32-channels-last 2.5 | 0.80 |"
+
+
+def test_speedup_is_over_eager_else_over_the_fp32_nchw_candidate() -> None:
     def record(variant: str, train: float, infer: float) -> dict:
         return {"model": "unet", "variant": variant, "train": {"img_per_s": train}, "infer": {"img_per_s": infer}}
 
@@ -99,6 +123,9 @@ def test_speedup_is_tuned_over_eager() -> None:
     benchmark.add_speedups(records)
     assert "speedup" not in records[0]
     assert records[1]["speedup"] == {"train": 1.5, "infer": 0.5}
+    records = [record("candidate fp32-nchw", 1.0, 4.0), record("default", 3.0, 4.0)]
+    benchmark.add_speedups(records)
+    assert "speedup" not in records[0] and records[1]["speedup"] == {"train": 3.0, "infer": 1.0}
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch,
