@@ -36,6 +36,7 @@ from utils.cli import ArgumentParser, add_device_argument, run_main
 from utils.errors import UserError
 from utils.export import onnx_bytes
 from utils.fileio import atomic_open, write_json, write_text
+from utils.inference import PREDICT_BATCH
 from utils.onnx_predictor import open_session, session_forward
 from utils.runtime import amp_dtype, cpuinfo, default_normalization, native_bf16, normalize, resolve_device, usable_cpus
 from utils.speed_probe import SpeedChoice, candidates, inference_choice, training_choice
@@ -348,7 +349,8 @@ def probe_defaults(name: str, device_name: str, size: int, batch: int, threads: 
     torch.manual_seed(0)
     model = build_benchmarked(name, num_classes, in_channels)
     train = training_choice(model, device, name, in_channels, num_classes, size, batch)
-    infer = inference_choice(model.to(device).eval(), device, name, in_channels, num_classes, size)
+    infer = inference_choice(model.to(device).eval(), device, name, in_channels, num_classes, size, False,
+                             PREDICT_BATCH)
     return {"train": train.to_json(), "infer": infer.to_json()}
 
 

@@ -15,7 +15,7 @@ from utils.cli import ArgumentParser, add_inference_arguments, int_at_least, run
 from utils.dataloader import find_samples, read_split
 from utils.fileio import write_json, write_text
 from utils.importers.volumes import read_volumes_file
-from utils.inference import load_predictor
+from utils.inference import PREDICT_BATCH, load_predictor
 from utils.layout import INCOMPLETE_FILE
 from utils.postprocess import probabilities_for_saving, save_probabilities_npz
 from utils.visualize import save_label_png
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="datasets/SynthLiver", help="dataset folder")
     parser.add_argument("--split", default="val", help="split file to predict")
     parser.add_argument("--out", default=None, help="output folder (default: results/<model>-<run>/<split>)")
-    parser.add_argument("--batch-size", type=int_at_least(1), default=4, help="images per forward pass")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=PREDICT_BATCH, help="images per forward pass")
     add_inference_arguments(parser)
     args = parser.parse_args(argv)
     predictor = load_predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap, amp=args.amp)

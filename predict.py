@@ -13,7 +13,7 @@ import numpy as np
 from utils.cli import ArgumentParser, add_inference_arguments, float_in, int_at_least, run_main
 from utils.errors import UserError
 from utils.fileio import save_image
-from utils.inference import Predictor, load_predictor
+from utils.inference import PREDICT_BATCH, Predictor, load_predictor
 from utils.intensity import intensity_from_options
 from utils.postprocess import probabilities_for_saving, save_probabilities_npz
 from utils.visualize import overlay, save_label_png
@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                              "inferior)")
     parser.add_argument("--context", type=int, choices=(0, 1), default=None,
                         help="volumes: 2.5-D context slices (default: as recorded in the checkpoint)")
-    parser.add_argument("--batch-size", type=int_at_least(1), default=4, help="volumes: slices per forward pass")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=PREDICT_BATCH,
+                        help="volumes: slices per forward pass")
     add_inference_arguments(parser)
     args = parser.parse_args(argv)
     paths = [Path(p) for p in args.images]

@@ -16,7 +16,7 @@ import torch
 from nets import build_model
 from utils import speed_probe
 from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.inference import Predictor
+from utils.inference import PREDICT_BATCH, Predictor
 from utils.runtime import default_normalization
 from utils.speed_probe import Candidate, SpeedChoice
 from utils.training import train
@@ -230,7 +230,7 @@ def test_probes_time_a_bounded_size_at_the_runs_batch_and_share_the_cache_entry(
         make_step(options[0]), {c: 1.0 + i for i, c in enumerate(options)})[1])
     model = torch.nn.Conv2d(1, 2, 1)
     first = speed_probe.training_choice(model, CPU, "unet_bn", 1, 2, 512, 3)
-    assert timed_shapes == [(speed_probe.TRAIN_PROBE_SIZE, 3)] and first.probe_size == 128
+    assert timed_shapes == [(speed_probe.PROBE_SIZE, 3)] and first.probe_size == 128
     assert "probe took" in first.describe() and "at 128x128" in first.describe()
     # 256 probes the same shape as 512: the cached choice serves it; a smaller run, or another batch, is timed.
     assert speed_probe.training_choice(model, CPU, "unet_bn", 1, 2, 256, 3).source == "cache"
@@ -300,4 +300,5 @@ def test_the_predictor_takes_the_faster_layout(tmp_path: Path, cache: Path, monk
     assert predictor.layout.channels_last is (fast == "fp32-channels-last") and predictor.amp_dtype is None
     assert weight.is_contiguous(memory_format=torch.channels_last if predictor.layout.channels_last
                                 else torch.contiguous_format)
-    assert json.loads(cache.read_text())["entries"][0]["key"]["phase"] == "infer"
+    key = json.loads(cache.read_text())["entries"][0]["key"]
+    assert key["phase"] == "infer" and key["batch"] == PREDICT_BATCH and key["probe_size"] == 32

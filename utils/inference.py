@@ -17,6 +17,8 @@ from utils.intensity import Intensity
 from utils.runtime import amp_dtype, normalize, resolve_device
 from utils.speed_probe import inference_choice
 
+PREDICT_BATCH = 4  # images (or tiles, or slices) per forward pass unless a script is told otherwise
+
 
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
     """Start offsets of tiles covering [0, length) with at least `overlap` (0..1) shared between neighbours."""
@@ -49,7 +51,7 @@ def letterbox_batch(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
 
 
 def sliding_window(probabilities: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile: int,
-                   overlap: float = 0.25, batch_size: int = 4) -> torch.Tensor:
+                   overlap: float = 0.25, batch_size: int = PREDICT_BATCH) -> torch.Tensor:
     """Blend per-tile class probabilities over a uint8 image (C, H, W) into (K, H, W) float32 on the CPU.
 
     Only `batch_size` tiles are on the device at a time, so memory is bounded by the tile, not the image.
@@ -122,7 +124,7 @@ class Predictor:
         model = model_from_checkpoint(checkpoint, checkpoint_path).to(self.device).eval()
         # NCHW or channels-last, whichever the speed probe timed faster on this machine (cached per set-up).
         self.layout = inference_choice(model, self.device, self.model_name, self.in_channels, self.num_classes,
-                                       self.input_size, amp)
+                                       self.input_size, amp, PREDICT_BATCH)
         layout = torch.channels_last if self.layout.channels_last else torch.contiguous_format
         self.model = model.to(memory_format=layout)
 
@@ -175,7 +177,7 @@ class Predictor:
         """Label maps (H x W uint8) at each image's original size."""
         return [labels_of(prob) for prob in self.probability_batch(images)]
 
-    def predict_files(self, paths: Iterable[Path], batch_size: int = 4
+    def predict_files(self, paths: Iterable[Path], batch_size: int = PREDICT_BATCH
                       ) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
         """Yield (path, image, class probabilities K x H x W float32) per file, `batch_size` images per pass."""
         batch: list[tuple[Path, np.ndarray]] = []

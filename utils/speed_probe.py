@@ -1,10 +1,10 @@
 """Speed defaults by measurement: time the precision x memory-layout candidates on the run's own model, once per
 set-up, and keep the fastest (a near tie goes to the simpler fp32 / NCHW).
 
-Candidates are timed at the run's batch on at most TRAIN_PROBE_SIZE (training) or INFER_PROBE_SIZE (inference)
-pixels square, which bounds the probe's cost at any input size. The result is cached per machine, torch version,
-model, channels, classes, probed size, batch and device type in
-$UNET_SEGMENTATION_CACHE, else $XDG_CACHE_HOME/unet-segmentation, else ~/.cache/unet-segmentation.
+Candidates are timed at the run's batch on at most PROBE_SIZE pixels square, which bounds the probe's cost at
+any input size. The result is cached per machine, torch version, model, channels, classes, probed size, batch
+and device type in $UNET_SEGMENTATION_CACHE, else $XDG_CACHE_HOME/unet-segmentation, else
+~/.cache/unet-segmentation.
 """
 from __future__ import annotations
 
@@ -41,10 +41,9 @@ CLEARLY = 1.25
 # Other processes busy on more than this share of the CPUs make a CPU probe too noisy to cache.
 BUSY = 0.25
 # Probes time this side, or the run's own where it is smaller, to bound their cost: on the 2-core EPYC the
-# candidates ranked alike at 128 and 256 (training, batch kept) and at 256 and 512 (inference); training at batch
-# 1 against 2 did not, so the batch is never changed.
-TRAIN_PROBE_SIZE = 128
-INFER_PROBE_SIZE = 256
+# candidates ranked alike at 128, 256 and 512 px with the batch kept, but not at batch 1 against 2 or 4
+# (docs/speed.md), so the batch is never changed.
+PROBE_SIZE = 128
 
 Step = Callable[[], None]
 StepFactory = Callable[["Candidate"], Step]
@@ -326,8 +325,8 @@ def training_choice(model: torch.nn.Module, device: torch.device, model_name: st
                     num_classes: int, size: int, batch: int, amp: bool | None = None,
                     channels_last: bool | None = None) -> SpeedChoice:
     """Precision and layout for training: the given levers, the rest the fastest by the probe (or its cache),
-    timed at the run's batch and at most TRAIN_PROBE_SIZE pixels square."""
-    side = min(size, TRAIN_PROBE_SIZE)
+    timed at the run's batch and at most PROBE_SIZE pixels square."""
+    side = min(size, PROBE_SIZE)
     key = {"phase": "train", "model": model_name, "in_channels": in_channels, "num_classes": num_classes,
            "probe_size": side, "batch": batch}
     return decide(device, key, candidates(device, amp, channels_last),
@@ -336,10 +335,10 @@ def training_choice(model: torch.nn.Module, device: torch.device, model_name: st
 
 
 def inference_choice(model: torch.nn.Module, device: torch.device, model_name: str, in_channels: int,
-                     num_classes: int, size: int, amp: bool = False, batch: int = 1) -> SpeedChoice:
-    """The faster layout for inference at the given precision, timed at most INFER_PROBE_SIZE pixels square;
+                     num_classes: int, size: int, amp: bool, batch: int) -> SpeedChoice:
+    """The faster layout for inference at the given precision, timed at most PROBE_SIZE pixels square;
     `model` is left in either layout."""
-    side = min(size, INFER_PROBE_SIZE)
+    side = min(size, PROBE_SIZE)
     key = {"phase": "infer", "model": model_name, "in_channels": in_channels, "num_classes": num_classes,
            "probe_size": side, "batch": batch}
     return decide(device, key, candidates(device, amp, None),

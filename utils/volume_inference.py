@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from utils.errors import UserError
-from utils.inference import Predictor
+from utils.inference import PREDICT_BATCH, Predictor
 from utils.intensity import Intensity
 from utils.postprocess import keep_largest, move_removed_to_background
 from utils.volumes import Orientation, Volume, context_channels, orientation_of
@@ -24,7 +24,7 @@ def volume_intensity(predictor: Predictor, override: Intensity | None, source: s
     return Intensity.from_json(stored)
 
 
-def predict_stack(predictor: Predictor, stack: np.ndarray, context: int, batch_size: int = 4,
+def predict_stack(predictor: Predictor, stack: np.ndarray, context: int, batch_size: int = PREDICT_BATCH,
                   progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Class probabilities (K, slices, H, W) float32 of a uint8 display stack, slice by slice."""
     needed = 3 if context else 1
@@ -59,7 +59,7 @@ def finish_labels(probabilities: np.ndarray, num_classes: int, largest: int | No
 
 
 def predict_volume(predictor: Predictor, volume: Volume, intensity: Intensity, context: int,
-                   largest: int | None = None, batch_size: int = 4,
+                   largest: int | None = None, batch_size: int = PREDICT_BATCH,
                    progress: Callable[[int], None] | None = None
                    ) -> tuple[Orientation, np.ndarray, np.ndarray, np.ndarray]:
     """(orientation, display stack, label stack, probabilities (K, slices, H, W)) of one volume."""
