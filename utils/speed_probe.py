@@ -1,5 +1,5 @@
 """Speed defaults by measurement: time the precision x memory-layout candidates on the run's own model, once per
-set-up, and keep the fastest (a near tie goes to the simpler fp32 / NCHW).
+set-up, and keep the fastest (a near tie goes to fp32, then to channels-last).
 
 Candidates are timed at the run's batch on at most PROBE_SIZE pixels square, which bounds the probe's cost at
 any input size. The result is cached per machine, torch version, model, channels, classes, probed size, batch
@@ -35,7 +35,7 @@ CACHE_ENV = "UNET_SEGMENTATION_CACHE"
 CACHE_FILE = "speed_probe.json"
 CACHE_VERSION = 1
 MAX_ENTRIES = 200  # set-ups remembered; the oldest go first
-TIE = 0.05  # within this fraction of the fastest counts as as fast: the simplest such candidate wins
+TIE = 0.05  # within this fraction of the fastest counts as as fast: the preferred such candidate wins
 # A first timed step this far from the best so far decides alone; closer calls get a second step.
 CLEARLY = 1.25
 # Other processes busy on more than this share of the CPUs make a CPU probe too noisy to cache.
@@ -85,6 +85,11 @@ class SpeedChoice:
         """Whether the choice autocasts."""
         return self.precision != "fp32"
 
+    @property
+    def name(self) -> str:
+        """'fp32-nchw', 'bf16-channels-last', ..., as the candidates are named."""
+        return Candidate(self.precision, self.channels_last).name
+
     def describe(self) -> str:
         """One line: the choice and why."""
         what = f"{self.precision} + {'channels-last' if self.channels_last else 'NCHW'}"
@@ -105,7 +110,7 @@ class SpeedChoice:
 
 
 def candidates(device: torch.device, amp: bool | None = None, channels_last: bool | None = None) -> list[Candidate]:
-    """The combinations to time on `device`, simplest first; a lever given as True/False is fixed."""
+    """The combinations to time on `device`, fp32 and NCHW first; a lever given as True/False is fixed."""
     low = {torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype(device)]
     precisions = ["fp32", low] if amp is None else [low if amp else "fp32"]
     layouts = [False, True] if channels_last is None else [channels_last]
@@ -113,9 +118,11 @@ def candidates(device: torch.device, amp: bool | None = None, channels_last: boo
 
 
 def choose(timings: dict[Candidate, float]) -> Candidate:
-    """The first (simplest) candidate within TIE of the fastest; `timings` is ordered simplest first."""
+    """The preferred candidate within TIE of the fastest: fp32 before mixed precision (the scores stay those of
+    fp32), then channels-last before NCHW (its lead grew with size and batch, past the probe's PROBE_SIZE)."""
     fastest = min(timings.values())
-    return next(candidate for candidate, seconds in timings.items() if seconds <= fastest * (1 + TIE))
+    near = [candidate for candidate, seconds in timings.items() if seconds <= fastest * (1 + TIE)]
+    return min(near, key=lambda candidate: (candidate.amp, not candidate.channels_last))
 
 
 def _timed(step: Step) -> float:

@@ -500,7 +500,8 @@ class Trainer:
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": train.loss, "val_loss": val.loss,
                   "train_f_score": train.f_score, "val_f_score": val.f_score, "val_miou": miou,
                   "val_mpa": scores["mpa"], "skipped_steps": train.bad_steps,
-                  "data_seconds": round(train.data_seconds, 3), "step_seconds": round(train.step_seconds, 3)}
+                  "data_seconds": round(train.data_seconds, 3), "step_seconds": round(train.step_seconds, 3),
+                  "speed": self.speed.name}  # a resume may change the levers; speed.json has the probe's timings
         self.history.append(record)
         improved = miou > self.best_miou
         if improved:
