@@ -136,10 +136,16 @@ def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path: 
     ddp = load_checkpoint(tmp_path / "ddp" / "unet" / "r" / "last.pt")
     torch.manual_seed(4)  # the run's seed: the same initial weights as both runs
     initial = build_model("unet", num_classes=2, in_channels=1).state_dict()
-    for key, start in initial.items():
-        # The updates agree to float rounding (summation order differs between 1 x 2 and 2 x 1 images).
-        step_single, step_ddp = single["state_dict"][key] - start, ddp["state_dict"][key] - start
-        assert (step_ddp - step_single).norm() <= 1e-3 * step_single.norm(), key
+    steps = {key: (single["state_dict"][key] - start, ddp["state_dict"][key] - start) for key, start in initial.items()
+             if start.is_floating_point()}
+    whole = torch.cat([a.flatten() for a, _ in steps.values()]).norm()
+    difference = torch.cat([(b - a).flatten() for a, b in steps.values()]).norm()
+    # The updates agree to float rounding (summation order differs between 1 x 2 and 2 x 1 images): as a
+    # whole, and per tensor to 1e-3 of its own step or, for deep layers whose gradients nearly vanish at 32 px
+    # (steps of 1e-6, sums of cancelling terms), 1e-5 of the whole model's step.
+    assert difference <= 1e-5 * whole
+    for key, (step_single, step_ddp) in steps.items():
+        assert (step_ddp - step_single).norm() <= 1e-3 * step_single.norm() + 1e-5 * whole, key
     for a, b in zip(single["history"], ddp["history"]):
         assert a["val_miou"] == pytest.approx(b["val_miou"], abs=1e-6)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
