@@ -13,9 +13,9 @@ class ConcatConv2d(nn.Conv2d):
 
     The concatenation is never written: each input is convolved with its slice of the weight and the results are
     summed, which is the same sum of products in another order. The decoders' first convolutions take their skip
-    and up-sampled inputs this way: on the CPU a stage's forward and backward ran 8-20 % faster in fp32 and
-    4-16 % in bf16 (channels-last), as neither the concatenated tensor nor the strided slices of its gradient
-    exist.
+    and up-sampled inputs this way: on the CPU, channels-last, a stage's forward and backward ran up to 20 %
+    faster in fp32 and 16 % in bf16, more the larger the stage (the deepest, 32 px, about the same), as neither
+    the concatenated tensor nor the strided slices of its gradient exist (docs/speed.md).
     """
 
     def forward(self, inputs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
