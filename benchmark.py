@@ -38,7 +38,8 @@ from utils.export import onnx_bytes
 from utils.fileio import atomic_open, write_json, write_text
 from utils.inference import PREDICT_BATCH
 from utils.onnx_predictor import open_session, session_forward
-from utils.runtime import amp_dtype, cpuinfo, default_normalization, native_bf16, normalize, resolve_device, usable_cpus
+from utils.runtime import (amp_dtype, cpuinfo, default_normalization, memory_format, native_bf16, normalize,
+                           resolve_device, synchronize, usable_cpus)
 from utils.speed_probe import SpeedChoice, candidates, inference_choice, training_choice
 
 GIB = 2**30
@@ -88,12 +89,6 @@ class Config:
     in_channels: int
     num_classes: int
     model_file: str = ""  # the exported ONNX file, for the onnxruntime variant
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued device work, so wall-clock times cover it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(work: Callable[[], object], device: torch.device) -> float:
@@ -182,7 +177,7 @@ class Measurement:
 
     def _memory_format(self) -> torch.memory_format:
         """channels_last where the phase asks for it, else the default NCHW."""
-        return torch.channels_last if self.phase.channels_last else torch.contiguous_format
+        return memory_format(self.phase.channels_last)
 
     def _inputs(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images on the device -> normalised float input in the phase's memory format."""
@@ -479,7 +474,7 @@ def peak_line(env: dict[str, Any]) -> str:
 def probe_text(data: dict[str, Any]) -> tuple[str, str]:
     """The probe's choice and its candidates' step times (ms), from a SpeedChoice's JSON."""
     choice = SpeedChoice(**data)
-    chosen = f"{choice.precision}-{'channels-last' if choice.channels_last else 'nchw'}"
+    chosen = choice.name
     steps = ", ".join(f"{name} {1000 * s:.0f}" if s is not None else f"{name} failed"
                       for name, s in choice.seconds.items()) or "-"
     return chosen, f"{steps} ({choice.source})"

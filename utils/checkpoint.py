@@ -46,9 +46,8 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None
                         f"(check free disk space with `df -h {Path(path).parent}`)") from None
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
-                    mmap: bool = False) -> dict[str, Any]:
-    """Load and check a checkpoint; truncated, foreign or unsafe files raise UserError (mmap: tensors read lazily)."""
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a checkpoint; truncated, foreign or unsafe files raise UserError."""
     path = Path(path)
     if path.is_dir():
         path = path / "last.pt"
@@ -58,7 +57,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if kind:
         raise UserError(f"{path} is {kind}, not a checkpoint; pass the best.pt or last.pt of a training run")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UserError(f"{path}: refused to load: it holds objects other than tensors and plain types, "
                         f"which could run code ({str(exc).splitlines()[0]})") from None

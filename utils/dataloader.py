@@ -8,12 +8,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from utils.errors import UserError
 from utils.fileio import read_lines
-from utils.image_limits import too_large
+from utils.image_arrays import open_pillow
 from utils.layout import IGNORE_INDEX, images_dir, index_by_stem, labels_dir, split_file
 
 # Pixel modes that carry more than 8 bits: converting them would silently clip or rescale intensities.
@@ -83,17 +83,14 @@ def label_to_array(image: Image.Image, path: Path) -> np.ndarray:
 
 def open_image(path: Path) -> Image.Image:
     """Open and fully decode an image; unreadable, empty or truncated files raise UserError."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise UserError(f"{path}: empty file (0 bytes)")
+    image = open_pillow(path)  # missing, unidentified and too-large files are reported there
     try:
-        if path.stat().st_size == 0:
-            raise UserError(f"{path}: empty file (0 bytes)")
-        with Image.open(path) as image:
+        with image:
             image.load()
             return image
-    except UserError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise too_large(path, exc) from None
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # truncated or corrupt pixel data
         raise UserError(f"{path}: cannot read image ({exc})") from None
 
 

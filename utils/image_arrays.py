@@ -131,7 +131,7 @@ def open_pillow(path: Path) -> Image.Image:
     except Image.DecompressionBombError as err:
         raise too_large(path, err) from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise UserError(f"cannot read {path}: {err}") from None
+        raise UserError(f"{path}: cannot read image ({err})") from None
 
 
 def _pillow_pages(path: Path, first_only: bool = False) -> np.ndarray:

@@ -14,7 +14,7 @@ from utils.dataloader import letterbox, letterbox_size
 from utils.errors import UserError
 from utils.image_arrays import load_model_input
 from utils.intensity import Intensity
-from utils.runtime import amp_dtype, normalize, resolve_device
+from utils.runtime import amp_dtype, memory_format, normalize, resolve_device
 from utils.speed_probe import inference_choice
 
 PREDICT_BATCH = 4  # images (or tiles, or slices) per forward pass unless a script is told otherwise
@@ -125,8 +125,7 @@ class Predictor:
         # NCHW or channels-last, whichever the speed probe timed faster on this machine (cached per set-up).
         self.layout = inference_choice(model, self.device, self.model_name, self.in_channels, self.num_classes,
                                        self.input_size, amp, PREDICT_BATCH)
-        layout = torch.channels_last if self.layout.channels_last else torch.contiguous_format
-        self.model = model.to(memory_format=layout)
+        self.model = model.to(memory_format=memory_format(self.layout.channels_last))
 
     def _configure(self, path: str | os.PathLike, description: dict, flip_tta: bool, tiles: bool | None,
                    overlap: float, intensity: Intensity | None) -> None:

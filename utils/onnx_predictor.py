@@ -34,6 +34,13 @@ def execution_providers(device: str) -> list[Any]:
     raise UserError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N")
 
 
+def read_model(path: str | os.PathLike) -> bytes:
+    """The bytes of an ONNX file, read once for onnxruntime and the weight check alike."""
+    if not Path(path).is_file():
+        raise UserError(f"ONNX model not found: {path}")
+    return Path(path).read_bytes()
+
+
 def open_session(model: str | os.PathLike | bytes, device: str = "cpu", source: str | None = None,
                  threads: int | None = None) -> Any:
     """An onnxruntime InferenceSession of a file or serialized model (`threads`: intra-op threads, default one per
@@ -41,16 +48,15 @@ def open_session(model: str | os.PathLike | bytes, device: str = "cpu", source: 
     import onnxruntime
 
     name = source or str(model)
-    if not isinstance(model, bytes) and not Path(model).is_file():
-        raise UserError(f"ONNX model not found: {model}")
+    if not isinstance(model, bytes):
+        model = read_model(model)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: graph-optimiser notes would interleave with the report
     if threads:
         options.intra_op_num_threads = threads
     providers = execution_providers(device)
     try:
-        return onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model), options,
-                                            providers=providers)
+        return onnxruntime.InferenceSession(model, options, providers=providers)
     except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, InvalidGraph, ...) derive from Exception only
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         # "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from X failed:Protobuf parsing failed."
@@ -83,13 +89,12 @@ def check_signature(session: Any, in_channels: int, source: str | os.PathLike) -
         raise UserError(f"{source}: ONNX model input has {channels} channels but its metadata says {in_channels}")
 
 
-def non_finite_initializers(model_path: str | os.PathLike) -> tuple[list[str], int]:
-    """Names of the weight tensors of an ONNX file that hold NaN or infinity, and the number of weight tensors."""
-    import numpy as np
+def non_finite_initializers(payload: bytes) -> tuple[list[str], int]:
+    """Names of the weight tensors of a serialized ONNX model that hold NaN or infinity, and how many there are."""
     import onnx
     from onnx import numpy_helper
 
-    initializers = onnx.load(str(model_path)).graph.initializer
+    initializers = onnx.load_model_from_string(payload).graph.initializer
     bad = [tensor.name for tensor in initializers
            if (array := numpy_helper.to_array(tensor)).dtype.kind == "f" and not np.isfinite(array).all()]
     return bad, len(initializers)
@@ -101,10 +106,11 @@ class OnnxPredictor(Predictor):
     def __init__(self, model_path: str | os.PathLike, device: str = "auto", flip_tta: bool = False,
                  tiles: bool | None = None, overlap: float = 0.25, intensity: Intensity | None = None) -> None:
         self.device = torch.device("cpu")  # tensors stay on the host; onnxruntime's provider picks the hardware
-        self.session = open_session(model_path, device)
+        payload = read_model(model_path)
+        self.session = open_session(payload, device, source=str(model_path))
         described = description_from_props(self.session.get_modelmeta().custom_metadata_map, model_path, ONNX_FORMAT)
         check_signature(self.session, int(described["model"]["in_channels"]), model_path)
-        bad, total = non_finite_initializers(model_path)
+        bad, total = non_finite_initializers(payload)
         if bad:
             raise UserError(f"{model_path}: {len(bad)} of {total} weight tensors hold NaN or infinite values "
                             f"(e.g. {bad[0]}): the training run diverged; export an earlier checkpoint")

@@ -53,6 +53,17 @@ def native_bf16(device: torch.device) -> bool:
     return torch.backends.mkldnn.is_available() and bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """torch.channels_last (NHWC) or the default NCHW layout."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device`, so wall-clock times cover it (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def amp_dtype(device: torch.device) -> torch.dtype:
     """The autocast dtype on `device`: bf16 on the CPU and on GPUs that have it, else fp16 (with a grad scaler)."""
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from utils.errors import UserError
 from utils.fileio import write_json
-from utils.runtime import amp_dtype, cpuinfo, usable_cpus
+from utils.runtime import amp_dtype, cpuinfo, memory_format, synchronize, usable_cpus
 
 CACHE_ENV = "UNET_SEGMENTATION_CACHE"
 CACHE_FILE = "speed_probe.json"
@@ -271,15 +271,6 @@ def decide(device: torch.device, key: dict[str, Any], options: list[Candidate],
     return choice
 
 
-def _memory_format(candidate: Candidate) -> torch.memory_format:
-    return torch.channels_last if candidate.channels_last else torch.contiguous_format
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def training_steps(model: torch.nn.Module, device: torch.device, in_channels: int, num_classes: int, size: int,
                    batch: int) -> StepFactory:
     """Full training steps (forward, loss, backward, fused Adam step) of a throwaway copy of `model` on a
@@ -294,7 +285,7 @@ def training_steps(model: torch.nn.Module, device: torch.device, in_channels: in
         return F.cross_entropy(logits, labels)
 
     def make_step(candidate: Candidate) -> Step:
-        layout = _memory_format(candidate)
+        layout = memory_format(candidate.channels_last)
         probe.to(memory_format=layout)
         optimizer = torch.optim.Adam(probe.parameters(), lr=1e-4, fused=device.type in ("cpu", "cuda"))
         scaler = torch.amp.GradScaler(device.type, enabled=candidate.precision == "fp16")
@@ -306,7 +297,7 @@ def training_steps(model: torch.nn.Module, device: torch.device, in_channels: in
             scaler.scale(loss_of(logits.float())).backward()
             scaler.step(optimizer)
             scaler.update()
-            _synchronize(device)
+            synchronize(device)
         return step
     return make_step
 
@@ -317,13 +308,13 @@ def inference_steps(model: torch.nn.Module, device: torch.device, in_channels: i
     inputs = torch.randn(batch, in_channels, size, size, device=device)
 
     def make_step(candidate: Candidate) -> Step:
-        layout = _memory_format(candidate)
+        layout = memory_format(candidate.channels_last)
         model.to(memory_format=layout)
 
         def step() -> None:
             with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype(device), enabled=candidate.amp):
                 model(inputs.contiguous(memory_format=layout)).float().softmax(dim=1)
-            _synchronize(device)
+            synchronize(device)
         return step
     return make_step
 

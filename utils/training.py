@@ -31,8 +31,8 @@ from utils.losses import SegmentationLoss, parse_loss
 from utils.metrics import ConfusionMatrix, f_score, predict_labels, scores_from_confusion
 from utils.plots import save_training_curves
 from utils.run_lock import lock_run_dir
-from utils.runtime import (amp_dtype, default_normalization, default_workers, normalize, resolve_device,
-                           seed_everything)
+from utils.runtime import (amp_dtype, default_normalization, default_workers, memory_format, normalize,
+                           resolve_device, seed_everything)
 from utils.speed_probe import SpeedChoice, training_choice
 from utils.visualize import overlay, sample_grid
 
@@ -97,14 +97,16 @@ class EpochStats:
 class Trainer:
     """Holds the model, data and optimiser of one run and runs its epochs."""
 
-    def __init__(self, model_name: str, args: argparse.Namespace) -> None:
+    def __init__(self, model_name: str, args: argparse.Namespace, resume: dict | None = None) -> None:
+        """`resume`: the checkpoint of `args.resume` when the caller has loaded it already."""
         self.model_name, self.args = model_name, args
         self.device = resolve_device(args.device)
         self.dist = init_distributed(self.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
-        resume = load_checkpoint(args.resume) if args.resume else None
+        if resume is None and args.resume:
+            resume = load_checkpoint(args.resume)
         if resume and resume["model"]["name"] != model_name:
             raise UserError(f"{args.resume} holds a '{resume['model']['name']}' model; "
                             f"resume it with that model's train script")
@@ -155,8 +157,7 @@ class Trainer:
                 raise UserError("--pretrained loads a VGG16 encoder, which only the 'unet' model has")
             self.net = build_model(model_name, self.num_classes, self.in_channels, **options)
         self.speed = self._speed(resume)
-        self.channels_last = self.speed.channels_last
-        self.net.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        self.net.to(self.device, memory_format=memory_format(self.speed.channels_last))
         self.model = self.net  # what runs forward: the network, or its DDP / compiled wrapper
         if self.dist.enabled:
             if args.sync_bn:
@@ -294,8 +295,7 @@ class Trainer:
         if train and self.device_augmentation is not None:
             images, labels, weights = augment_batch(self.device_augmentation, images, labels, weights, batch["seed"])
         images = normalize(images, self.normalization)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=memory_format(self.speed.channels_last))
         labels = labels.long()
         # Validation runs in fp32 like utils.inference.Predictor, so the mIoU printed here is the one
         # get_miou_prediction.py + miou.py report for the same checkpoint.
@@ -544,14 +544,14 @@ RESUME_OVERRIDES = ("resume", "epochs", "workers", "device", "progress", "overla
                     "amp", "channels_last", "compile", "fused_optimizer", "cudnn_benchmark")
 
 
-def restore_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                    argv: list[str] | None) -> argparse.Namespace:
+def restore_options(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str] | None,
+                    checkpoint: dict[str, Any]) -> argparse.Namespace:
     """The resumed run's own options from its checkpoint; one given on the command line must agree with them.
 
     Only RESUME_OVERRIDES may differ. Speed options (--amp, --channels-last, ...) may change for a move to
     other hardware, at the price of bit-exactness.
     """
-    saved = load_checkpoint(args.resume, mmap=True).get("args") or {}
+    saved = checkpoint.get("args") or {}
     for action in parser._actions:  # parse again with no defaults: what remains was typed by the user
         action.default = argparse.SUPPRESS
     given = vars(parser.parse_args(argv))
@@ -572,7 +572,8 @@ def train(model_name: str, argv: list[str] | None = None) -> int:
     def main(arguments: list[str] | None) -> int:
         parser = train_parser(model_name)
         args = parser.parse_args(arguments)
-        if args.resume:
-            args = restore_options(parser, args, arguments)
-        return Trainer(model_name, args).fit()
+        resume = load_checkpoint(args.resume) if args.resume else None
+        if resume:
+            args = restore_options(parser, args, arguments, resume)
+        return Trainer(model_name, args, resume).fit()
     return run_main(main, argv)
