@@ -9,17 +9,16 @@ Usage: python export.py --checkpoint logs/unet_bn/RUN/best.pt --out model.onnx -
 """
 from __future__ import annotations
 
-import argparse
 import time
 
-from utils.cli import HelpFormatter, run_main
+from utils.cli import ArgumentParser, run_main
 from utils.errors import UserError
 from utils.export import DEFAULT_OPSET, OPSETS, export
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt / last.pt) or run folder")
     parser.add_argument("--out", required=True, help="output file, e.g. model.onnx (TorchScript: model.ts)")
     parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="file format")
