@@ -31,16 +31,25 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nets import MODEL_NAMES, build_model
 from nets.summary import count_flops
-from utils.bench_peers import PEER_NAMES, build_peer, check_peers
+from utils.bench.peers import PEER_NAMES, build_peer, check_peers
 from utils.cli import ArgumentParser, add_device_argument, run_main
 from utils.errors import UserError
-from utils.export import onnx_bytes
-from utils.fileio import atomic_open, write_json, write_text
-from utils.inference import PREDICT_BATCH
-from utils.onnx_predictor import open_session, session_forward
-from utils.runtime import (amp_dtype, cpuinfo, default_normalization, memory_format, native_bf16, normalize,
-                           resolve_device, synchronize, usable_cpus)
-from utils.speed_probe import SpeedChoice, candidates, inference_choice, training_choice
+from utils.infer.export import onnx_bytes
+from utils.io.files import atomic_open, write_json, write_text
+from utils.runtime.device import (
+    amp_dtype,
+    cpuinfo,
+    default_normalization,
+    memory_format,
+    native_bf16,
+    normalize,
+    resolve_device,
+    synchronize,
+    usable_cpus,
+)
+from utils.runtime.forward import PREDICT_BATCH
+from utils.runtime.onnx_session import open_session, session_forward
+from utils.runtime.speed_probe import SpeedChoice, candidates, inference_choice, training_choice
 
 GIB = 2**30
 POOL_BATCHES = 4  # the synthetic dataset is re-iterated, so its size (and RSS) does not grow with --steps
@@ -64,7 +73,7 @@ class Variant:
     compile: bool = False
     cudnn_benchmark: bool = False
     fused_adam: bool = False
-    runtime: str = "torch"  # or "onnxruntime": inference only, of the model exported by utils.export
+    runtime: str = "torch"  # or "onnxruntime": inference only, of the model exported by utils.infer.export
 
 
 EAGER = Variant("eager-fp32-nchw")
@@ -609,7 +618,7 @@ def variants(args: argparse.Namespace, device: torch.device, bf16_native: bool) 
     """The variants asked for: eager; default = the scripts' defaults (precision and layout: the speed probe's
     choices per model, filled in by probed_variant); candidates = each precision x layout the probe chooses
     from, with the default's other levers; tuned = the flags, with fused Adam and, on CUDA, cuDNN autotuning;
-    onnxruntime = inference of the exported model (utils.export), fp32."""
+    onnxruntime = inference of the exported model (utils.infer.export), fp32."""
     names = listed_names(args.variants, VARIANTS, "variant")
     amp = bf16_native if args.amp is None else args.amp
     if amp and not bf16_native:

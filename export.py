@@ -13,7 +13,7 @@ import time
 
 from utils.cli import ArgumentParser, run_main
 from utils.errors import UserError
-from utils.export import DEFAULT_OPSET, OPSETS, export
+from utils.infer.export import DEFAULT_OPSET, OPSETS, export
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,17 +11,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from utils.cli import ArgumentParser, add_inference_arguments, int_at_least, run_main
-from utils.dataloader import find_samples, read_split
-from utils.fileio import write_json, write_text
-from utils.importers.volumes import read_volumes_file
-from utils.inference import PREDICT_BATCH, load_predictor
-from utils.layout import INCOMPLETE_FILE
-from utils.postprocess import probabilities_for_saving, save_probabilities_npz
-from utils.visualize import save_label_png
-from utils.volume_inference import finish_labels, probabilities_in_file_order
-from utils.volumes import Orientation, save_nifti
-
+from utils.cli import ArgumentParser, int_at_least, run_main
+from utils.data.dataset import find_samples, read_split
+from utils.data.folders import INCOMPLETE_FILE
+from utils.infer.loading import load_predictor
+from utils.infer.options import add_inference_arguments
+from utils.infer.postprocess import probabilities_for_saving, save_probabilities_npz
+from utils.io.files import write_json, write_text
+from utils.io.labels import save_label_png
+from utils.runtime.forward import PREDICT_BATCH
+from utils.volumes.geometry import Orientation, save_nifti
+from utils.volumes.index import read_volumes_file
+from utils.volumes.inference import finish_labels, probabilities_in_file_order
 
 PREDICTION_FILE = "prediction.json"
 

@@ -11,16 +11,36 @@ from typing import Sequence
 
 from utils.cli import ArgumentParser, checked, float_in, run_main
 from utils.errors import UserError
-from utils.importers import (ImportSummary, import_flood, import_isbi2012, import_lgg, import_liver, import_msrc,
-                             import_pairs)
+from utils.importers import (
+    ImportSummary,
+    import_flood,
+    import_isbi2012,
+    import_lgg,
+    import_liver,
+    import_msrc,
+    import_pairs,
+)
 from utils.importers.common import REPORT_FILE
 from utils.importers.flood import DEFAULT_THRESHOLD
 from utils.importers.isbi2012 import FORMS
 from utils.importers.pairs import parse_class_names
-from utils.importers.volumes import (LAYOUTS, VOLUMES_FILE, VolumeOptions, find_dicom_cases, find_nifti_cases,
-                                     import_volumes, parse_merge)
-from utils.intensity import (DEFAULT_PERCENTILES, WINDOW_PRESETS, Intensity, intensity_from_options,
-                             parse_percentiles, parse_window)
+from utils.importers.volumes import (
+    LAYOUTS,
+    VolumeOptions,
+    find_dicom_cases,
+    find_nifti_cases,
+    import_volumes,
+    parse_merge,
+)
+from utils.io.intensity import (
+    DEFAULT_PERCENTILES,
+    WINDOW_PRESETS,
+    Intensity,
+    intensity_from_options,
+    parse_percentiles,
+    parse_window,
+)
+from utils.volumes.index import VOLUMES_FILE
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 

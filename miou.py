@@ -11,15 +11,18 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.cli import MAX_CLASSES, ArgumentParser, int_at_least, run_main
-from utils.dataloader import find_samples, label_to_array, open_image, read_split
+from utils.data.dataset import find_samples, read_split
+from utils.data.folders import INCOMPLETE_FILE, index_by_stem, read_class_names
+from utils.data.splits import group_of
 from utils.errors import UserError
-from utils.fileio import write_json
-from utils.importers.volumes import read_volumes_file
-from utils.layout import IGNORE_INDEX, INCOMPLETE_FILE, index_by_stem, read_class_names
+from utils.evaluate.report import write_html_report
+from utils.evaluate.score_files import write_score_files
+from utils.io.files import write_json
+from utils.io.images import open_image
+from utils.io.labels import IGNORE_INDEX, label_to_array
 from utils.metrics import dice_per_class, mean_case_dice, scores_from_confusion
-from utils.per_volume import format_volume_report, score_volumes
-from utils.report import write_html_report, write_score_files
-from utils.splits import group_of
+from utils.volumes.index import read_volumes_file
+from utils.volumes.scoring import format_volume_report, score_volumes
 
 
 def read_label_map(path: Path) -> np.ndarray:

@@ -5,11 +5,11 @@ import sys
 from pathlib import Path
 
 from utils.cli import ArgumentParser, float_in, run_main
+from utils.data.folders import images_dir, index_by_stem, labels_dir, split_file
+from utils.data.splits import group_of, natural_key, split_stems
 from utils.errors import UserError
-from utils.fileio import write_text
-from utils.importers.volumes import read_volumes_file
-from utils.layout import images_dir, index_by_stem, labels_dir, split_file
-from utils.splits import group_of, natural_key, split_stems
+from utils.io.files import write_text
+from utils.volumes.index import read_volumes_file
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,16 +10,24 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.cli import ArgumentParser, add_inference_arguments, float_in, int_at_least, run_main
+from utils.cli import ArgumentParser, float_in, int_at_least, run_main
 from utils.errors import UserError
-from utils.fileio import save_image
-from utils.inference import PREDICT_BATCH, Predictor, load_predictor
-from utils.intensity import intensity_from_options
-from utils.postprocess import probabilities_for_saving, save_probabilities_npz
-from utils.visualize import overlay, save_label_png
-from utils.volume_inference import (finish_labels, overlay_slices, predict_volume, probabilities_in_file_order,
-                                    volume_intensity)
-from utils.volumes import is_nifti, nifti_stem, save_nifti
+from utils.infer.loading import load_predictor
+from utils.infer.options import add_inference_arguments
+from utils.infer.postprocess import probabilities_for_saving, save_probabilities_npz
+from utils.infer.predictor import Predictor
+from utils.io.files import save_image
+from utils.io.intensity import intensity_from_options
+from utils.io.labels import overlay, save_label_png
+from utils.runtime.forward import PREDICT_BATCH
+from utils.volumes.geometry import is_nifti, nifti_stem, save_nifti
+from utils.volumes.inference import (
+    finish_labels,
+    overlay_slices,
+    predict_volume,
+    probabilities_in_file_order,
+    volume_intensity,
+)
 
 
 def is_volume(path: Path) -> bool:
@@ -56,7 +64,7 @@ def predict_images(predictor: Predictor, paths: list[Path], args: argparse.Names
 
 def predict_volumes(predictor: Predictor, paths: list[Path], args: argparse.Namespace, out: Path) -> None:
     """Volumes: label NIfTI on the source's voxels, overlays of chosen slices, optionally probabilities."""
-    from utils.importers.volumes import read_image_volume
+    from utils.volumes.dicom import read_image_volume
 
     classes = max(predictor.num_classes, 2)
     override = intensity_from_options(args.window, args.percentile)

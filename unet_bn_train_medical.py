@@ -1,5 +1,5 @@
 """Train the 'unet_bn' model: `python unet_bn_train_medical.py --help` lists the options (shared by all train scripts)."""
-from utils.training import train
+from utils.train.loop import train
 
 if __name__ == "__main__":
     raise SystemExit(train("unet_bn"))

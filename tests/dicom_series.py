@@ -6,8 +6,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, SecondaryCaptureImageStorage,
-                         generate_uid)
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 from pydicom.valuerep import format_number_as_ds
 
 _SOP_CLASSES = {"CT": CTImageStorage, "MR": MRImageStorage}

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as nnf
 from torchvision.transforms.v2 import functional as F
 
-from utils.augment import PRESETS, Augmentation, _RotateElastic, augment_batch, build_augmentation
+from utils.data.augment import PRESETS, Augmentation, _RotateElastic, augment_batch, build_augmentation
 
 ACTIVE = [name for name in PRESETS if name != "none"]
 CODES = torch.tensor([40.0, 120.0, 200.0])  # image grey level of classes 0, 1, 2

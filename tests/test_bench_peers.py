@@ -1,4 +1,4 @@
-"""utils.bench_peers: the peer models match this repository's input and output, and a missing package is one line."""
+"""utils.bench.peers: the peer models match this repository's input and output, and a missing package is one line."""
 from __future__ import annotations
 
 import sys
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import benchmark
-from utils import bench_peers
+from utils.bench import peers as bench_peers
 from utils.cli import run_main
 
 

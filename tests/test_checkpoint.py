@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from nets import build_model
-from utils.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from utils.errors import UserError
-from utils.fileio import atomic_open
+from utils.io.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from utils.io.files import atomic_open
 
 
 def tiny_checkpoint() -> dict:

@@ -19,11 +19,12 @@ import get_miou_prediction
 import miou
 import predict
 from nets import build_model
-from utils import training
-from utils.checkpoint import load_checkpoint
-from utils.cli import run_main, train_parser
-from utils.inference import Predictor
-from utils.training import Trainer, train
+from utils.cli import run_main
+from utils.infer.predictor import Predictor
+from utils.io.checkpoint import load_checkpoint
+from utils.train import loop as training
+from utils.train.loop import Trainer, train
+from utils.train.options import train_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -158,7 +159,7 @@ WORKER = """
 import os, sys
 sys.path.insert(0, {root!r})
 import torch, torch.distributed as dist
-from utils.distributed import CUDA_BACKENDS
+from utils.train.distributed import CUDA_BACKENDS
 dist.init_process_group(CUDA_BACKENDS)
 device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
 torch.cuda.set_device(device)

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import write_pair, write_split
-from utils.dataloader import SegmentationDataset, letterbox, read_split
+from utils.data.dataset import SegmentationDataset, read_split
+from utils.data.letterbox import letterbox
 from utils.errors import UserError
 
 

@@ -15,8 +15,8 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import JPEGLSLossless
 
 from tests.dicom_series import write_series
-from utils.dicom import is_dicom_series, read_series
 from utils.errors import UserError
+from utils.volumes.dicom import is_dicom_series, read_series
 
 ORIGIN = np.array([-150.0, -170.0, -300.0])
 # Row spacing differs from column spacing so a swapped PixelSpacing shows.

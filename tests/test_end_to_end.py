@@ -12,9 +12,9 @@ from PIL import Image
 import get_miou_prediction
 import miou
 import predict
-from utils.checkpoint import load_checkpoint
 from utils.cli import run_main
-from utils.training import train
+from utils.io.checkpoint import load_checkpoint
+from utils.train.loop import train
 
 TIMING = ("data_seconds", "step_seconds")
 # The speed defaults are timed per machine (utils/speed_probe.py); tests pin fp32 NCHW so they check the

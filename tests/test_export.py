@@ -25,16 +25,26 @@ import predict
 from nets import build_model
 from tests.conftest import ROOT, write_pair, write_split
 from tests.volume_data import LPS_AFFINE, phantom, write_nifti
-from utils import export as export_module
-from utils.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from utils.cli import run_main
 from utils.errors import UserError
-from utils.export import (DEFAULT_OPSET, LABEL_TOLERANCE, ONNX_FORMAT, TORCHSCRIPT_FORMAT, description,
-                          description_from_props, export, load_torchscript, metadata_props, read_description)
-from utils.inference import Predictor, load_predictor
-from utils.onnx_predictor import OnnxPredictor
-from utils.runtime import default_normalization
-from utils.training import train
+from utils.infer import export as export_module
+from utils.infer.export import DEFAULT_OPSET, LABEL_TOLERANCE, export
+from utils.infer.loading import load_predictor
+from utils.infer.metadata import (
+    ONNX_FORMAT,
+    TORCHSCRIPT_EXTRA_FILE,
+    TORCHSCRIPT_FORMAT,
+    description,
+    description_from_props,
+    load_torchscript,
+    metadata_props,
+    read_description,
+)
+from utils.infer.onnx import OnnxPredictor
+from utils.infer.predictor import Predictor
+from utils.io.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from utils.runtime.device import default_normalization
+from utils.train.loop import train
 
 WINDOW = {"intensity": {"kind": "window", "low": -160.0, "high": 240.0, "name": None}, "context": 0}
 
@@ -97,9 +107,9 @@ def test_torchscript_export_loads_and_matches(tmp_path: Path) -> None:
     result = export(checkpoint, tmp_path / "m.ts", "torchscript")
     assert result.passed and result.max_difference <= 1e-6
     assert read_description(tmp_path / "m.ts") == description(load_checkpoint(checkpoint))
-    extra = {export_module.TORCHSCRIPT_EXTRA_FILE: ""}
+    extra = {TORCHSCRIPT_EXTRA_FILE: ""}
     module = load_torchscript(tmp_path / "m.ts", extra)
-    assert json.loads(json.loads(extra[export_module.TORCHSCRIPT_EXTRA_FILE])["format"]) == TORCHSCRIPT_FORMAT
+    assert json.loads(json.loads(extra[TORCHSCRIPT_EXTRA_FILE])["format"]) == TORCHSCRIPT_FORMAT
     reference = model_from_checkpoint(load_checkpoint(checkpoint)).eval()
     inputs = torch.randn(3, 1, 48, 24)  # batch and size other than the traced (2, 1, 32, 32)
     with torch.inference_mode():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.fileio import write_text
+from utils.io.files import write_text
 
 
 def test_atomic_writes_get_ordinary_permissions(tmp_path: Path) -> None:
@@ -21,7 +21,7 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path: Path) -> None:
 
 
 def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
-    from utils.fileio import atomic_open
+    from utils.io.files import atomic_open
 
     write_text(tmp_path / "a.txt", "old")
     with pytest.raises(RuntimeError):

@@ -17,12 +17,12 @@ import predict
 from nets import build_model
 from tests.conftest import write_split
 from tests.test_end_to_end import train_args
-from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.cli import run_main
 from utils.errors import UserError
-from utils.inference import Predictor
-from utils.run_lock import lock_run_dir
-from utils.training import Trainer, train
+from utils.infer.predictor import Predictor
+from utils.io.checkpoint import load_checkpoint, save_checkpoint
+from utils.train.loop import Trainer, train
+from utils.train.run_folder import lock_run_dir
 
 
 def one_error_line(text: str) -> str:
@@ -206,7 +206,7 @@ def test_a_run_folder_has_one_writer_and_stale_temp_files_go(square_dataset: Pat
 
 
 def test_history_is_strict_json(tmp_path: Path) -> None:
-    from utils.fileio import write_json
+    from utils.io.files import write_json
 
     write_json(tmp_path / "h.json", [{"val_loss": float("nan"), "lr": float("inf"), "epoch": 1}])
     text = (tmp_path / "h.json").read_text()

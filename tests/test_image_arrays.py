@@ -10,12 +10,11 @@ import tifffile
 from PIL import Image
 
 import import_dataset
-from utils.dataloader import image_to_array, open_image
+from utils.data.folders import images_dir, labels_dir
 from utils.errors import UserError
-from utils.image_arrays import file_is_wide, is_wide, load_model_input, read_array, to_uint8
 from utils.importers import import_isbi2012, import_pairs
-from utils.intensity import Intensity
-from utils.layout import images_dir, labels_dir
+from utils.io.images import file_is_wide, image_to_array, is_wide, load_model_input, open_image, read_array, to_uint8
+from utils.io.intensity import Intensity
 
 RNG = np.random.default_rng(7)
 PAGES, H, W = 3, 10, 12

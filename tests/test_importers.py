@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 
 import import_dataset
+from utils.data.folders import images_dir, labels_dir, read_class_names
 from utils.errors import UserError
 from utils.importers import import_flood, import_isbi2012, import_lgg, import_liver, import_msrc, import_pairs
 from utils.importers.msrc import CLASS_COLOURS
-from utils.layout import IGNORE_INDEX, images_dir, labels_dir, read_class_names
+from utils.io.labels import IGNORE_INDEX
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "datasets"

@@ -9,11 +9,11 @@ import torch
 
 import get_miou_prediction
 import miou
-from utils.checkpoint import load_checkpoint
 from utils.cli import run_main
-from utils.dataloader import random_crop
-from utils.inference import blend_weights, sliding_window, tile_starts
-from utils.training import train
+from utils.data.dataset import random_crop
+from utils.io.checkpoint import load_checkpoint
+from utils.runtime.forward import blend_weights, sliding_window, tile_starts
+from utils.train.loop import train
 
 
 def threshold_probabilities(tiles: torch.Tensor) -> torch.Tensor:
@@ -64,10 +64,11 @@ def test_crop_training_validates_and_predicts_by_tiles(square_dataset: Path, tmp
 
 def test_amp_scoring_autocasts_and_stays_close_to_fp32(square_dataset: Path, tmp_path: Path) -> None:
     from nets import build_model
-    from utils.checkpoint import save_checkpoint
     from utils.errors import UserError
-    from utils.inference import Predictor, load_predictor
-    from utils.runtime import default_normalization
+    from utils.infer.loading import load_predictor
+    from utils.infer.predictor import Predictor
+    from utils.io.checkpoint import save_checkpoint
+    from utils.runtime.device import default_normalization
 
     torch.manual_seed(0)
     model = build_model("unet_bn", num_classes=2, in_channels=1)

@@ -6,8 +6,15 @@ import math
 import pytest
 import torch
 
-from utils.losses import (SegmentationLoss, binary_cross_entropy, cross_entropy, dice_loss, focal_loss, jaccard_loss,
-                          parse_loss)
+from utils.train.losses import (
+    SegmentationLoss,
+    binary_cross_entropy,
+    cross_entropy,
+    dice_loss,
+    focal_loss,
+    jaccard_loss,
+    parse_loss,
+)
 
 # Two pixels, two classes: pixel a has logits (2, 0), pixel b has logits (0, 1); targets a -> 0, b -> 1.
 #   p_a(0) = e^2 / (e^2 + 1) = 0.880797, p_a(1) = 0.119203, CE_a = -ln(0.880797) = 0.126928

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.metrics import (ConfusionMatrix, case_dice, confusion_matrix, f_score, predict_labels,
-                           scores_from_confusion)
+from utils.metrics import ConfusionMatrix, case_dice, confusion_matrix, f_score, predict_labels, scores_from_confusion
 
 
 def test_confusion_matrix_by_hand():

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import utils.plots
-import utils.training
-from utils.plots import confusion_figure, curves_figure, row_normalised, scores_figure
-from utils.training import train
+import utils.io.figures
+import utils.train.curves
+import utils.train.loop
+from utils.evaluate.plots import confusion_figure, row_normalised, scores_figure
+from utils.train.curves import curves_figure
+from utils.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,10 +32,10 @@ def test_curves_png_is_rewritten_after_every_epoch(square_dataset: Path, tmp_pat
     snapshots: list[bytes] = []
 
     def save_and_keep(path: Path, history: list[dict]) -> None:
-        utils.plots.save_training_curves(path, history)
+        utils.train.curves.save_training_curves(path, history)
         snapshots.append(Path(path).read_bytes())
 
-    monkeypatch.setattr(utils.training, "save_training_curves", save_and_keep)
+    monkeypatch.setattr(utils.train.loop, "save_training_curves", save_and_keep)
     assert train("unet_bn", train_args(square_dataset, tmp_path, 2)) == 0
     run = tmp_path / "unet_bn" / "r"
     assert len(snapshots) == 2 and snapshots[0] != snapshots[1]
@@ -51,7 +53,7 @@ def test_a_plotting_failure_warns_and_training_goes_on(square_dataset: Path, tmp
     def broken(history: list[dict]) -> None:
         raise RuntimeError("no fonts")
 
-    monkeypatch.setattr(utils.plots, "curves_figure", broken)
+    monkeypatch.setattr(utils.train.curves, "curves_figure", broken)
     assert train("unet_bn", train_args(square_dataset, tmp_path, 1)) == 0
     run = tmp_path / "unet_bn" / "r"
     warnings = [line for line in capsys.readouterr().err.splitlines() if "curves" in line]
@@ -65,14 +67,14 @@ def test_the_same_plotting_failure_is_reported_once(tmp_path: Path, monkeypatch:
     def broken(history: list[dict]) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(utils.plots, "curves_figure", broken)
+    monkeypatch.setattr(utils.train.curves, "curves_figure", broken)
     for _ in range(3):
-        utils.plots.save_training_curves(tmp_path / "curves.png", [])
+        utils.train.curves.save_training_curves(tmp_path / "curves.png", [])
     assert capsys.readouterr().err.count("disk full") == 1
 
 
 def test_importing_the_library_does_not_load_matplotlib() -> None:
-    code = "import sys, utils.training, utils.report, miou; print('matplotlib' in sys.modules)"
+    code = "import sys, utils.train.loop, utils.evaluate.report, miou; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
@@ -124,6 +126,6 @@ def test_scores_figure_bars_are_the_scores_and_missing_ones_say_na() -> None:
 
 
 def test_save_figure_writes_a_png(tmp_path: Path) -> None:
-    utils.plots.save_figure(confusion_figure(np.eye(2, dtype=int), ["a", "b"]), tmp_path / "sub" / "c.png")
+    utils.io.figures.save_figure(confusion_figure(np.eye(2, dtype=int), ["a", "b"]), tmp_path / "sub" / "c.png")
     with Image.open(tmp_path / "sub" / "c.png") as image:
         assert image.format == "PNG" and min(image.size) > 100

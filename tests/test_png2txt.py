@@ -9,8 +9,8 @@ import pytest
 import png2txt
 from tests.conftest import write_pair
 from utils.cli import run_main
+from utils.data.splits import split_stems
 from utils.errors import UserError
-from utils.splits import split_stems
 
 
 def make(root: Path, stems: list[str]) -> None:

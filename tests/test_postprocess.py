@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 
 from utils.errors import UserError
-from utils.postprocess import (keep_largest, move_removed_to_background, probabilities_for_saving,
-                               save_probabilities_npz)
+from utils.infer.postprocess import (
+    keep_largest,
+    move_removed_to_background,
+    probabilities_for_saving,
+    save_probabilities_npz,
+)
 
 
 def blobs_2d() -> np.ndarray:

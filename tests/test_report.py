@@ -16,12 +16,19 @@ import get_miou_prediction
 import miou
 import predict
 from utils.cli import run_main
-from utils.dataloader import find_samples, label_to_array, read_split
-from utils.layout import index_by_stem
-from utils.report import (FALSE_NEGATIVE, FALSE_POSITIVE, WRONG_CLASS, error_panel, shrink_map, thumbnail_size,
-                          write_html_report)
-from utils.training import train
-from utils.visualize import palette, save_label_png
+from utils.data.dataset import find_samples, read_split
+from utils.data.folders import index_by_stem
+from utils.evaluate.report import (
+    FALSE_NEGATIVE,
+    FALSE_POSITIVE,
+    WRONG_CLASS,
+    error_panel,
+    shrink_map,
+    thumbnail_size,
+    write_html_report,
+)
+from utils.io.labels import label_to_array, palette, save_label_png
+from utils.train.loop import train
 
 # stem -> (label foreground box, prediction foreground box) as (top, left, height, width) in a 16x16 image.
 CASES = {

@@ -13,10 +13,11 @@ from torch.utils.data import DataLoader
 
 from nets import build_model
 from tests.conftest import ROOT
-from utils.augment import build_augmentation
-from utils.checkpoint import load_checkpoint
-from utils.dataloader import SeededSampler, SegmentationDataset
-from utils.training import train
+from utils.data.augment import build_augmentation
+from utils.data.dataset import SegmentationDataset
+from utils.data.sampler import SeededSampler
+from utils.io.checkpoint import load_checkpoint
+from utils.train.loop import train
 
 TIMING = ("data_seconds", "step_seconds")
 
@@ -104,7 +105,7 @@ def test_ctrl_c_saves_and_explains_resume(tmp_path: Path, square_dataset: Path) 
 
 def test_nan_losses_stop_the_run_and_keep_the_checkpoint(tmp_path: Path, square_dataset: Path,
                                                          monkeypatch, capsys) -> None:
-    monkeypatch.setattr("utils.losses.SegmentationLoss.__call__",
+    monkeypatch.setattr("utils.train.losses.SegmentationLoss.__call__",
                         lambda self, logits, target, weights=None: logits.sum() * float("nan"))
     assert train("unet_bn", args(square_dataset, tmp_path, 2, "--max-bad-steps", "2")) == 2
     assert "NaN or infinite for 2 steps in a row" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""utils.runtime: DataLoader worker defaults follow the CPUs this process may use."""
+"""utils.runtime.device: DataLoader worker defaults follow the CPUs this process may use."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from utils import runtime
+from utils.runtime import device as runtime
 
 
 @pytest.mark.parametrize("usable, local_processes, expected", [

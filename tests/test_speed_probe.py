@@ -1,4 +1,4 @@
-"""utils.speed_probe: the fastest candidate wins (near ties go to fp32 / NCHW), flags fix levers, the cache is
+"""utils.runtime.speed_probe: the fastest candidate wins (near ties go to fp32 / NCHW), flags fix levers, the cache is
 keyed, robust and atomic, runs record the choice, and the probe leaves the run untouched."""
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ import pytest
 import torch
 
 from nets import build_model
-from utils import speed_probe
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.inference import PREDICT_BATCH, Predictor
-from utils.runtime import default_normalization
-from utils.speed_probe import Candidate, SpeedChoice
-from utils.training import train
+from utils.infer.predictor import Predictor
+from utils.io.checkpoint import load_checkpoint, save_checkpoint
+from utils.runtime import speed_probe
+from utils.runtime.device import default_normalization
+from utils.runtime.forward import PREDICT_BATCH
+from utils.runtime.speed_probe import Candidate, SpeedChoice
+from utils.train.loop import train
 
 CPU = torch.device("cpu")
 KEY = {"phase": "train", "model": "unet_bn", "in_channels": 1, "num_classes": 2, "size": 32, "batch": 2}

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from utils.data.folders import images_dir, labels_dir, read_class_names
 from utils.errors import UserError
-from utils.layout import images_dir, labels_dir, read_class_names
-from utils.synthetic import CLASS_NAMES, main, make_slice, write_dataset
+from utils.synthetic.__main__ import main
+from utils.synthetic.slices import CLASS_NAMES, make_slice, write_dataset
 
 SIZE = 64
 

@@ -10,8 +10,10 @@ from scipy import ndimage
 
 nib = pytest.importorskip("nibabel")
 
-from utils.errors import UserError  # noqa: E402
-from utils.synthetic_volume import CLASS_NAMES, _ellipsoid, _Patient, main, make_volume, write_volumes  # noqa: E402
+from utils.cli import run_main
+from utils.errors import UserError
+from utils.synthetic.__main__ import main
+from utils.synthetic.volumes import CLASS_NAMES, _ellipsoid, _Patient, make_volume, write_volumes
 
 SIZE, SLICES = 128, 48
 
@@ -200,7 +202,7 @@ def test_tumours_lie_inside_the_liver() -> None:
 
 def test_tumour_label_is_clipped_to_the_liver(monkeypatch) -> None:
     """A lesion straddling the liver's edge is labelled tumour only where it overlaps liver."""
-    import utils.synthetic_volume as synthetic_volume
+    import utils.synthetic.volumes as synthetic_volume
 
     class EdgeTumour(synthetic_volume._Patient):
         def __init__(self, rng: np.random.Generator) -> None:
@@ -269,26 +271,23 @@ def test_invalid_arguments_are_user_errors(tmp_path, kwargs, word) -> None:
 
 
 def test_cli_writes_layout(tmp_path, capsys) -> None:
-    """python -m utils.synthetic_volume writes the layout; a bad option is one 'error:' line and exit code 2."""
-    from utils.cli import run_main
+    """python -m utils.synthetic --volumes writes the layout; a bad option is one 'error:' line and exit code 2."""
 
     out = tmp_path / "cli"
-    assert run_main(main, ["--out", str(out), "--count", "2", "--size", "32", "--slices", "16"]) == 0
+    assert run_main(main, ["--volumes", "--out", str(out), "--count", "2", "--size", "32", "--slices", "16"]) == 0
     assert len(list((out / "imagesTr").glob("*.nii.gz"))) == 2 and (out / "dataset.json").is_file()
     capsys.readouterr()
-    assert run_main(main, ["--out", str(tmp_path / "bad"), "--size", "4"]) == 2
+    assert run_main(main, ["--volumes", "--out", str(tmp_path / "bad"), "--slices", "4"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
 
 
 def test_synthetic_cli_delegates_volumes(tmp_path, capsys) -> None:
-    """utils.synthetic --volumes writes NIfTI volumes with --slices instead of PNG slices."""
-    from utils.synthetic import main as slices_main
-
+    """python -m utils.synthetic --volumes writes NIfTI volumes with --slices instead of PNG slices."""
     out = tmp_path / "vol"
-    assert slices_main(["--volumes", "--out", str(out), "--count", "1", "--size", "32", "--slices", "20"]) == 0
+    assert run_main(main, ["--volumes", "--out", str(out), "--count", "1", "--size", "32", "--slices", "20"]) == 0
     image = nib.load(out / "imagesTr" / "synthct_000_0000.nii.gz")
     assert image.shape == (32, 32, 20)
     assert not (out / "Images").exists()
-    assert slices_main(["--volumes", "--out", str(out), "--count", "1", "--size", "32"]) == 2
+    assert run_main(main, ["--volumes", "--out", str(out), "--count", "1", "--size", "32"]) == 2
     assert capsys.readouterr().err.startswith("error: ")

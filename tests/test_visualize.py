@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from utils.augment import build_augmentation
-from utils.visualize import overlay, palette, sample_grid
+from utils.data.augment import build_augmentation
+from utils.io.labels import overlay, palette
+from utils.train.curves import sample_grid
 
 
 def test_palette_is_distinct_and_ignore_is_white() -> None:

@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 
 from utils.errors import UserError
-from utils.volume_metrics import EMPTY_RULES, class_scores, summarize, surface_distances, volume_scores
+from utils.volumes.metrics import EMPTY_RULES, class_scores, summarize, surface_distances, volume_scores
 
 
 def point(shape: tuple[int, ...], *coords: int) -> np.ndarray:

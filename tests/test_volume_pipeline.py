@@ -16,10 +16,10 @@ import miou
 import png2txt
 import predict
 from tests.volume_data import LPS_AFFINE, SWAPPED_AFFINE, phantom, write_nifti, write_pairs
-from utils.checkpoint import load_checkpoint
 from utils.cli import run_main
-from utils.inference import Predictor
-from utils.training import train
+from utils.infer.predictor import Predictor
+from utils.io.checkpoint import load_checkpoint
+from utils.train.loop import train
 
 
 @pytest.fixture(scope="module")

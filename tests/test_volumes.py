@@ -9,7 +9,7 @@ import pytest
 
 from tests.volume_data import LPS_AFFINE, SWAPPED_AFFINE, write_nifti
 from utils.errors import UserError
-from utils.volumes import Orientation, context_channels, load_nifti, save_nifti
+from utils.volumes.geometry import Orientation, context_channels, load_nifti, save_nifti
 
 
 def test_lps_volume_stack_is_a_plain_transpose() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from utils.weightmap import class_balance_weights, unet_weight_map
+from utils.data.weightmap import class_balance_weights, unet_weight_map
 
 ISBI_LABEL = Path("/work/shared/datasets/isbi2012/membrane/train/label/0.png")
 

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from utils.layout import IGNORE_INDEX
+from utils.io.labels import IGNORE_INDEX
 
 
 def predict_labels(logits: torch.Tensor) -> torch.Tensor:
@@ -169,3 +169,19 @@ def mean_case_dice(matrices: Sequence[np.ndarray], empty: float | None = None) -
         defined = [v for v in values if v is not None]
         means.append(float(np.mean(defined)) if defined else None)
     return means
+
+
+def class_scores(matrix: np.ndarray) -> tuple[list[float | None], list[float | None]]:
+    """Per-class Dice and IoU of one image's confusion matrix; None where the class is in neither map."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    tp = np.diag(matrix)
+    sizes = matrix.sum(axis=0) + matrix.sum(axis=1)
+    dice = [float(2 * t / s) if s else None for t, s in zip(tp, sizes)]
+    iou = [float(t / (s - t)) if s else None for t, s in zip(tp, sizes)]
+    return dice, iou
+
+
+def foreground_dice(matrix: np.ndarray) -> float | None:
+    """Mean Dice over the non-background classes present in the label or prediction; None if there are none."""
+    defined = [value for value in class_scores(matrix)[0][1:] if value is not None]
+    return float(np.mean(defined)) if defined else None

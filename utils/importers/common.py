@@ -11,14 +11,23 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageSequence
+from PIL import Image
 
+from utils.data.folders import images_dir, index_by_stem, labels_dir, write_class_names
 from utils.errors import UserError
-from utils.fileio import save_image, write_json
-from utils.image_arrays import (SCALING_OPTIONS, array_to_image, file_is_wide, open_pillow, read_pages, tiff_layout,
-                                to_uint8)
-from utils.intensity import Intensity
-from utils.layout import IGNORE_INDEX, images_dir, index_by_stem, labels_dir, write_class_names
+from utils.io.files import save_image, write_json
+from utils.io.images import (
+    SCALING_OPTIONS,
+    array_to_image,
+    file_is_wide,
+    grey_channel,
+    open_image,
+    read_pages,
+    tiff_layout,
+    to_uint8,
+)
+from utils.io.intensity import Intensity
+from utils.io.labels import IGNORE_INDEX
 
 GROUPS_FILE = "groups.json"
 REPORT_FILE = "import_report.json"
@@ -132,15 +141,9 @@ def pairs_in_folders(image_folder: Path, mask_folder: Path, mask_suffix: str = "
 
 def read_image(source: Source) -> Image.Image:
     """Read a file by its content, not its extension (a .jpg may be WebP or PNG), or one page of a stack."""
-    image = open_pillow(source.path if isinstance(source, Frame) else source)
-    try:
-        with image:
-            if isinstance(source, Frame):
-                return ImageSequence.Iterator(image)[source.index].copy()
-            image.load()
-            return image
-    except (OSError, IndexError) as err:  # a truncated file or a missing page fails only when decoded
-        raise UserError(f"cannot read {source}: {err}") from None
+    if isinstance(source, Frame):
+        return open_image(source.path, source.index)
+    return open_image(source)
 
 
 class PairReader:
@@ -205,13 +208,6 @@ class PairReader:
         return array_to_image(pages[index], str(source))
 
 
-def _grey(rgb: np.ndarray) -> np.ndarray | None:
-    """The single channel of an RGB array whose three channels are equal, else None."""
-    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
-        return np.ascontiguousarray(rgb[..., 0])
-    return None
-
-
 def to_image(image: Image.Image, grey_rgb: bool = False) -> Image.Image:
     """Turn any readable image into L or RGB; RGB with R=G=B becomes L when `grey_rgb` (and for palettes)."""
     if image.mode in _UNSUPPORTED_IMAGE_MODES:
@@ -222,7 +218,7 @@ def to_image(image: Image.Image, grey_rgb: bool = False) -> Image.Image:
         return image.convert("L")
     was_palette = image.mode in ("P", "PA")
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    grey = _grey(np.asarray(rgb)) if grey_rgb or was_palette else None
+    grey = grey_channel(np.asarray(rgb)) if grey_rgb or was_palette else None
     return rgb if grey is None else Image.fromarray(grey)
 
 
@@ -232,7 +228,7 @@ def mask_values(mask: Image.Image) -> np.ndarray:
         mask = mask.convert("L")
     if mask.mode in _VALUE_MODES or mask.mode == "P":
         return np.asarray(mask)
-    grey = _grey(np.asarray(mask.convert("RGB")))
+    grey = grey_channel(np.asarray(mask.convert("RGB")))
     if grey is None:
         raise UserError(f"mask is in colour (mode {mask.mode}): map it by colour, not by value")
     return grey

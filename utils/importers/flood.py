@@ -6,10 +6,18 @@ import os
 from functools import partial
 from pathlib import Path
 
+from utils.data.folders import index_by_stem
 from utils.errors import UserError
-from utils.importers.common import (ImportSummary, LeftOut, Pair, existing_dir, locate, pairs_in_folders,
-                                    threshold, write_pairs)
-from utils.layout import index_by_stem
+from utils.importers.common import (
+    ImportSummary,
+    LeftOut,
+    Pair,
+    existing_dir,
+    locate,
+    pairs_in_folders,
+    threshold,
+    write_pairs,
+)
 
 CLASS_NAMES = ["background", "water"]
 METADATA_FILE = "metadata.csv"

@@ -6,11 +6,19 @@ from pathlib import Path
 
 from PIL import Image
 
+from utils.data.folders import index_by_stem
 from utils.errors import UserError
-from utils.image_arrays import tiff_layout
-from utils.importers.common import (Frame, ImportSummary, Pair, Source, existing_dir, map_0_255, pair_by_stem,
-                                    write_pairs)
-from utils.layout import index_by_stem
+from utils.importers.common import (
+    Frame,
+    ImportSummary,
+    Pair,
+    Source,
+    existing_dir,
+    map_0_255,
+    pair_by_stem,
+    write_pairs,
+)
+from utils.io.images import tiff_layout
 
 # Label 255 is cell interior and 0 membrane, as the challenge encodes them.
 CLASS_NAMES = ["membrane", "cell"]

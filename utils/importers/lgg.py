@@ -4,8 +4,7 @@ from __future__ import annotations
 import os
 
 from utils.errors import UserError
-from utils.importers.common import (ImportSummary, LeftOut, Pair, existing_dir, map_0_255, pairs_in_folders,
-                                    write_pairs)
+from utils.importers.common import ImportSummary, LeftOut, Pair, existing_dir, map_0_255, pairs_in_folders, write_pairs
 
 CLASS_NAMES = ["background", "abnormality"]
 MASK_SUFFIX = "_mask"

@@ -5,9 +5,9 @@ import os
 from functools import partial
 from pathlib import Path
 
-from utils.fileio import read_lines
 from utils.importers.common import ImportSummary, existing_dir, locate, map_colours, pairs_in_folders, write_pairs
-from utils.layout import IGNORE_INDEX
+from utils.io.files import read_lines
+from utils.io.labels import IGNORE_INDEX
 
 CLASS_NAMES = ["building", "grass", "tree", "cow", "sheep", "sky", "aeroplane", "water", "face", "car",
                "bicycle", "flower", "sign", "bird", "book", "chair", "road", "cat", "dog", "body", "boat"]

@@ -13,11 +13,23 @@ from pathlib import Path
 from typing import TypeVar
 
 from utils.errors import UserError
-from utils.image_arrays import tiff_layout
-from utils.importers.common import (Frame, ImportSummary, Labeler, LeftOut, Pair, PairReader, existing_dir,
-                                    map_colours, map_values, pairs_in_folders, threshold, write_pairs)
-from utils.intensity import intensity_from_options
-from utils.layout import IGNORE_INDEX
+from utils.importers.common import (
+    Frame,
+    ImportSummary,
+    Labeler,
+    LeftOut,
+    Pair,
+    PairReader,
+    existing_dir,
+    map_colours,
+    map_values,
+    pairs_in_folders,
+    threshold,
+    write_pairs,
+)
+from utils.io.images import tiff_layout
+from utils.io.intensity import intensity_from_options
+from utils.io.labels import IGNORE_INDEX
 
 BINARY_CLASSES = ["background", "foreground"]
 IGNORE_NAME = "ignore"

@@ -17,17 +17,34 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from utils.data.folders import images_dir, labels_dir, write_class_names
 from utils.errors import UserError
-from utils.fileio import save_image, write_json
-from utils.importers.common import (GROUPS_FILE, REPORT_FILE, ImportSummary, LeftOut, check_class_count,
-                                    existing_dir, staged_dataset)
-from utils.intensity import Intensity
-from utils.layout import IGNORE_INDEX, images_dir, labels_dir, write_class_names
-from utils.volumes import (Orientation, Volume, affines_match, context_channels, is_nifti, load_nifti,
-                           nifti_header, nifti_stem, squeeze_3d)
+from utils.importers.common import (
+    GROUPS_FILE,
+    REPORT_FILE,
+    ImportSummary,
+    LeftOut,
+    check_class_count,
+    existing_dir,
+    staged_dataset,
+)
+from utils.io.files import save_image, write_json
+from utils.io.intensity import Intensity
+from utils.io.labels import IGNORE_INDEX
+from utils.volumes.dicom import read_image_volume
+from utils.volumes.geometry import (
+    Orientation,
+    Volume,
+    affines_match,
+    context_channels,
+    is_nifti,
+    load_nifti,
+    nifti_header,
+    nifti_stem,
+    squeeze_3d,
+)
+from utils.volumes.index import VOLUMES_FILE, VOLUMES_FORMAT
 
-VOLUMES_FILE = "volumes.json"
-VOLUMES_FORMAT = "unet-segmentation-volumes"
 LAYOUTS = ("auto", "lits", "decathlon")
 LITS_IMAGE = re.compile(r"^volume-(\d+)$")
 LITS_LABEL = re.compile(r"^segmentation-(\d+)$")
@@ -121,7 +138,7 @@ def find_nifti_cases(src: str | os.PathLike, labels: str | os.PathLike | None = 
 
 def find_dicom_cases(series_root: str | os.PathLike, labels: str | os.PathLike) -> tuple[list[Case], list[LeftOut]]:
     """One DICOM series per sub-folder of `series_root`, each with LABELS/<folder name>.nii[.gz]."""
-    from utils.dicom import is_dicom_series
+    from utils.volumes.dicom import is_dicom_series
 
     root = existing_dir(series_root, "series folder")
     folders = [folder for folder in sorted(root.iterdir()) if folder.is_dir() and not folder.name.startswith(".")]
@@ -131,14 +148,6 @@ def find_dicom_cases(series_root: str | os.PathLike, labels: str | os.PathLike) 
     if not series:
         raise UserError(f"no DICOM series in {root} (expected one sub-folder of DICOM files per series)")
     return _match(series, _nifti_files(existing_dir(labels, "label folder")), "series", "label")
-
-
-def read_image_volume(path: Path) -> Volume:
-    """A NIfTI file or a DICOM series folder as a float32 volume (HU for CT)."""
-    if path.is_dir():
-        from utils.dicom import read_series
-        return read_series(path)
-    return load_nifti(path)
 
 
 def _image_geometry(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
@@ -353,15 +362,3 @@ def import_volumes(cases: Sequence[Case], left_out: Sequence[LeftOut], out: str 
     return ImportSummary(out, sorted(groups), list(left_out), class_names, len(volumes), None, notes)
 
 
-def read_volumes_file(root: str | os.PathLike) -> dict[str, Any] | None:
-    """<root>/volumes.json, or None when the dataset was not imported from volumes."""
-    path = Path(root) / VOLUMES_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise UserError(f"{path} is not valid JSON ({err}); re-import the volumes") from None
-    if not isinstance(data, dict) or data.get("format") != VOLUMES_FORMAT or not isinstance(data.get("volumes"), dict):
-        raise UserError(f"{path} was not written by import_dataset.py nifti/dicom; re-import the volumes")
-    return data

@@ -1,0 +1,1 @@
+"""Speed measurement behind benchmark.py: timing, arithmetic, peers and the markdown report."""

@@ -1,0 +1,1 @@
+"""The dataset folder, split files, the validated Dataset, letterboxing, sampling, augmentation, weight maps."""

@@ -1,0 +1,1 @@
+"""Scoring outputs for people: per-image CSV, score plots, the HTML report."""

@@ -1,0 +1,1 @@
+"""Inference: the predictor for .pt and .onnx files, post-processing, export with its metadata."""

@@ -1,0 +1,34 @@
+"""Options shared by the scripts that apply a model (predict.py, get_miou_prediction.py)."""
+from __future__ import annotations
+
+import argparse
+
+from utils.cli import MAX_OVERLAP, add_device_argument, checked, float_in, int_at_least
+from utils.io.intensity import parse_percentiles, parse_window
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the scripts that apply a checkpoint (predict.py, get_miou_prediction.py)."""
+    parser.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt / last.pt) or run folder")
+    parser.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed-precision inference (bf16 autocast on the CPU; bf16, else fp16, on CUDA): faster "
+                             "where bf16 is native, scores may differ slightly from fp32")
+    parser.add_argument("--tiles", action=argparse.BooleanOptionalAction, default=None,
+                        help="predict at the image's own resolution by overlapping tiles of the training size "
+                             "(default: on for models trained with --crop, else letterbox to the training size)")
+    parser.add_argument("--overlap", type=float_in(0, MAX_OVERLAP), default=0.25,
+                        help=f"fraction of a tile shared with its neighbour, 0 to {MAX_OVERLAP}")
+    parser.add_argument("--keep-largest", type=int_at_least(1), nargs="?", const=1, default=None, metavar="K",
+                        help="keep each class's K largest connected components (default K: 1; 3-D for volumes)")
+    parser.add_argument("--save-probabilities", action="store_true",
+                        help="also write the class probabilities: float16 .npz per image, NIfTI per volume")
+    parser.add_argument("--window", metavar="PRESET|W,L", type=checked(parse_window),
+                        help="scale raw inputs (volumes, 16-bit/float images) with this CT window "
+                             "(default: the scaling recorded in the checkpoint)")
+    parser.add_argument("--percentile", metavar="LOW,HIGH", type=checked(parse_percentiles),
+                        help="scale raw inputs by these per-volume/per-image percentiles (default: as recorded "
+                             "in the checkpoint)")
+    add_device_argument(parser)
+
+

@@ -1,0 +1,1 @@
+"""The embedded synthetic data sets: liver CT slices and abdominal CT volumes."""

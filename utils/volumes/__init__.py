@@ -1,0 +1,1 @@
+"""CT/MRI volumes end to end: NIfTI geometry, DICOM series, volume prediction, per-volume metrics in mm."""
