@@ -18,6 +18,7 @@ from utils.infer.loading import load_predictor
 from utils.infer.options import add_inference_arguments
 from utils.infer.postprocess import probabilities_for_saving, save_probabilities_npz
 from utils.io.files import write_json, write_text
+from utils.io.intensity import intensity_from_options
 from utils.io.labels import save_label_png
 from utils.runtime.forward import PREDICT_BATCH
 from utils.volumes.geometry import Orientation, save_nifti
@@ -52,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int_at_least(1), default=PREDICT_BATCH, help="images per forward pass")
     add_inference_arguments(parser)
     args = parser.parse_args(argv)
-    predictor = load_predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap, amp=args.amp)
+    intensity = intensity_from_options(args.window, args.percentile)
+    predictor = load_predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap,
+                               intensity=intensity, amp=args.amp)
     run = predictor.checkpoint_path.parent.name
     out = Path(args.out) if args.out else Path("results") / f"{predictor.model_name}-{run}" / args.split
     mark_incomplete(out)
@@ -92,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / PREDICTION_FILE, {"checkpoint": str(predictor.checkpoint_path), "data": str(args.data),
                                          "split": args.split, "images": len(paths), "volumes": sorted(whole),
                                          "class_names": predictor.class_names, "flip_tta": args.flip_tta,
-                                         "keep_largest": args.keep_largest, "amp": args.amp})
+                                         "keep_largest": args.keep_largest, "amp": args.amp,
+                                         "intensity": predictor.intensity.to_json() if predictor.intensity else None})
     (out / INCOMPLETE_FILE).unlink()
     print(f"{len(paths)} label maps written to {out}"
           + (f" ({len(whole)} volumes also as NIfTI in {out / 'volumes'})" if whole else "")

@@ -24,14 +24,8 @@ from utils.importers.common import REPORT_FILE
 from utils.importers.flood import DEFAULT_THRESHOLD
 from utils.importers.isbi2012 import FORMS
 from utils.importers.pairs import parse_class_names
-from utils.importers.volumes import (
-    LAYOUTS,
-    VolumeOptions,
-    find_dicom_cases,
-    find_nifti_cases,
-    import_volumes,
-    parse_merge,
-)
+from utils.importers.volume_sources import NAMINGS, find_dicom_cases, find_nifti_cases
+from utils.importers.volumes import VolumeOptions, import_volumes, parse_merge
 from utils.io.intensity import (
     DEFAULT_PERCENTILES,
     WINDOW_PRESETS,
@@ -154,9 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("nifti", "NIfTI volumes (.nii, .nii.gz) -> axial slices: LiTS volume-N + segmentation-N, "
                            "the Decathlon's imagesTr/X_0000 + labelsTr/X, or same-name files in IMAGES and LABELS",
                   None)
-    sub.add_argument("src", metavar="SRC", help="dataset root (LiTS or Decathlon layout) or the image folder")
+    sub.add_argument("src", metavar="SRC", help="dataset root (LiTS or Decathlon file naming) or the image folder")
     sub.add_argument("labels", metavar="LABELS", nargs="?", help="label folder of same-name files (pairs layout)")
-    sub.add_argument("--layout", choices=LAYOUTS, default="auto", help="source layout when LABELS is not given")
+    sub.add_argument("--naming", "--layout", dest="naming", choices=NAMINGS, default="auto",
+                     help="file naming of SRC when LABELS is not given: LiTS (volume-N / segmentation-N) or Decathlon "
+                          "(imagesTr/X_0000, labelsTr/X); --layout is an older spelling")
     volume_options(sub)
     sub.set_defaults(run=lambda args: _import_nifti(args))
 
@@ -190,9 +186,9 @@ def _progress(name: str) -> None:
 def _import_nifti(args: argparse.Namespace) -> ImportSummary:
     """Run the NIfTI importer."""
     options = _volume_options(args)
-    cases, left_out, layout = find_nifti_cases(args.src, args.labels, args.layout)
+    cases, left_out, naming = find_nifti_cases(args.src, args.labels, args.naming)
     sources = [Path(args.src)] + ([Path(args.labels)] if args.labels else [])
-    return import_volumes(cases, left_out, args.out, options, sources=sources, layout=layout,
+    return import_volumes(cases, left_out, args.out, options, sources=sources, naming=naming,
                           overwrite=args.overwrite, progress=_progress)
 
 
@@ -201,7 +197,7 @@ def _import_dicom(args: argparse.Namespace) -> ImportSummary:
     options = _volume_options(args)
     cases, left_out = find_dicom_cases(args.src, args.labels)
     return import_volumes(cases, left_out, args.out, options, sources=[Path(args.src), Path(args.labels)],
-                          layout="dicom", overwrite=args.overwrite, progress=_progress)
+                          naming="dicom", overwrite=args.overwrite, progress=_progress)
 
 
 def report(summary: ImportSummary) -> None:

@@ -1,10 +1,9 @@
 """Model summary: a layer table with output shapes and parameters, and FLOPs at a given input size.
 
-Usage: python -m nets.summary unet --size 512 [--num-classes 2] [--in-channels 3]
+Usage: python -m nets.summary unet --input-size 512 [--num-classes 2] [--in-channels 3]
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
@@ -12,6 +11,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from nets import MODEL_NAMES, build_model
+from utils.cli import MAX_CLASSES, MIN_INPUT_SIZE, ArgumentParser, int_at_least, refuse_old_spelling, run_main
 
 
 def layer_table(model: nn.Module, size: int, in_channels: int) -> list[tuple[str, str, tuple[int, ...], int]]:
@@ -65,16 +65,18 @@ def summarize(name: str, size: int, num_classes: int = 2, in_channels: int = 3) 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description="Print a model's layers, output shapes, parameters and FLOPs.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(prog="python -m nets.summary",
+                            description="Print a model's layers, output shapes, parameters and FLOPs.")
     parser.add_argument("model", choices=MODEL_NAMES, help="registered model name")
-    parser.add_argument("--size", type=int, default=512, help="square input size in pixels")
-    parser.add_argument("--num-classes", type=int, default=2, help="output classes")
+    parser.add_argument("--input-size", type=int_at_least(MIN_INPUT_SIZE), default=512,
+                        help="square input size in pixels")
+    refuse_old_spelling(parser, "--size", "--input-size")
+    parser.add_argument("--num-classes", type=int_at_least(1, MAX_CLASSES), default=2, help="output classes")
     parser.add_argument("--in-channels", type=int, default=3, choices=(1, 3), help="input channels")
     args = parser.parse_args(argv)
-    print(summarize(args.model, args.size, args.num_classes, args.in_channels))
+    print(summarize(args.model, args.input_size, args.num_classes, args.in_channels))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 
 import benchmark
+from utils.bench import measure, rates
+from utils.bench.report import choice_lines
+from utils.bench.variants import Config, Variant
 from utils.cli import run_main
 
 CANDIDATES = ["fp32-nchw", "fp32-channels-last", "bf16-nchw", "bf16-channels-last"]
-TINY = ["--size", "32", "--batch-size", "1", "--steps", "1", "--warmup", "1", "--models", "unet_bn",
+TINY = ["--input-size", "32", "--batch-size", "1", "--steps", "1", "--warmup", "1", "--models", "unet_bn",
         "--no-compile", "--peak-seconds", "0.2"]
 
 
@@ -100,6 +103,15 @@ def test_bad_options_are_user_errors(arguments: list[str], message: str, tmp_pat
     assert not (tmp_path / "benchmark.json").exists()
 
 
+def test_the_old_size_spelling_is_refused_naming_input_size(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        benchmark.main(["--size", "64", "--out", str(tmp_path)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--input-size" in err
+    assert "--size" not in benchmark.build_parser().format_help().replace("--input-size", "")
+
 
 def test_the_default_is_held_against_the_fastest_candidate_and_fp32_ones_for_inference() -> None:
     def record(variant: str, train: float, infer: float, amp: bool = False) -> dict:
@@ -110,7 +122,7 @@ def test_the_default_is_held_against_the_fastest_candidate_and_fp32_ones_for_inf
     default = {**record("default", 1.0, 2.0), "probe": {"train": choice, "infer": {**choice, "precision": "fp32"}}}
     records = [default, record("candidate fp32-nchw", 0.5, 1.6), record("candidate fp32-channels-last", 1.25, 2.5),
                record("candidate bf16-channels-last", 0.9, 4.0, amp=True)]
-    lines = benchmark.choice_lines(records)
+    lines = choice_lines(records)
     assert lines[-2] == "| unet | train | bf16-channels-last | bf16-nchw 500 (cache) | 1 | fp32-channels-last 1.25 | 0.80 |"
     assert lines[-1] == "| unet | infer | fp32-channels-last | bf16-nchw 500 (cache) | 2 | fp32-channels-last 2.5 | 0.80 |"
 
@@ -120,11 +132,11 @@ def test_speedup_is_over_eager_else_over_the_fp32_nchw_candidate() -> None:
         return {"model": "unet", "variant": variant, "train": {"img_per_s": train}, "infer": {"img_per_s": infer}}
 
     records = [record("eager-fp32-nchw", 2.0, 8.0), record("tuned", 3.0, 4.0)]
-    benchmark.add_speedups(records)
+    rates.add_speedups(records)
     assert "speedup" not in records[0]
     assert records[1]["speedup"] == {"train": 1.5, "infer": 0.5}
     records = [record("candidate fp32-nchw", 1.0, 4.0), record("default", 3.0, 4.0)]
-    benchmark.add_speedups(records)
+    rates.add_speedups(records)
     assert "speedup" not in records[0] and records[1]["speedup"] == {"train": 3.0, "infer": 1.0}
 
 
@@ -135,10 +147,10 @@ def test_compile_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch,
             raise RuntimeError("no C++ compiler here")
         return fail
 
-    monkeypatch.setattr(benchmark.torch, "compile", broken_compile)
-    config = benchmark.Config("unet_bn", benchmark.Variant("tuned", compile=True), "cpu", size=32, batch=1,
-                              steps=1, warmup=1, threads=2, in_channels=3, num_classes=2)
-    result = benchmark.Measurement(config).inference()  # training takes the same _first_call path
+    monkeypatch.setattr(measure.torch, "compile", broken_compile)
+    config = Config("unet_bn", Variant("tuned", compile=True), "cpu", size=32, batch=1, steps=1, warmup=1, threads=2,
+                    in_channels=3, num_classes=2)
+    result = measure.Measurement(config).inference()  # training takes the same _first_call path
     assert not result["compiled"] and result["img_per_s"] > 0
     assert "torch.compile failed for unet_bn (RuntimeError: no C++ compiler here)" in capsys.readouterr().err
 
@@ -146,4 +158,4 @@ def test_compile_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch,
 def test_the_higher_peak_of_two_measurements_is_kept() -> None:
     before = {"fp32": {"gflops": 150.0, "n": 2048}, "bf16": {"gflops": 300.0, "n": 2048}}
     after = {"fp32": {"gflops": 110.0, "n": 2048}, "bf16": {"gflops": 360.0, "n": 2048}}
-    assert benchmark.best_peaks(before, after) == {"fp32": before["fp32"], "bf16": after["bf16"]}
+    assert rates.best_peaks(before, after) == {"fp32": before["fp32"], "bf16": after["bf16"]}

@@ -1,4 +1,4 @@
-"""Tests for utils/dicom.py: slice order, HU values, the RAS affine, and every refusal."""
+"""Tests for utils/volumes/dicom.py: slice order, HU values, the RAS affine, and every refusal."""
 from __future__ import annotations
 
 import shutil

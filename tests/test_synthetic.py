@@ -7,6 +7,7 @@ from PIL import Image
 
 from utils.data.folders import images_dir, labels_dir, read_class_names
 from utils.errors import UserError
+from utils.cli import run_main
 from utils.synthetic.__main__ import main
 from utils.synthetic.slices import CLASS_NAMES, make_slice, write_dataset
 
@@ -122,10 +123,10 @@ def test_cli_writes_then_refuses_with_exit_2(tmp_path, capsys) -> None:
     """The CLI writes a dataset (exit 0), then refuses a second run without --overwrite (exit 2)."""
     out = tmp_path / "cli"
     argv = ["--out", str(out), "--count", "2", "--size", str(SIZE)]
-    assert main(argv) == 0
+    assert run_main(main, argv) == 0
     assert len(list(images_dir(out).iterdir())) == 2
     capsys.readouterr()
-    assert main(argv) == 2
+    assert run_main(main, argv) == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert main(argv + ["--overwrite"]) == 0
 

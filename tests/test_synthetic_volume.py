@@ -4,16 +4,16 @@ from __future__ import annotations
 import functools
 import json
 
+import nibabel as nib
 import numpy as np
 import pytest
 from scipy import ndimage
 
-nib = pytest.importorskip("nibabel")
-
 from utils.cli import run_main
 from utils.errors import UserError
 from utils.synthetic.__main__ import main
-from utils.synthetic.volumes import CLASS_NAMES, _ellipsoid, _Patient, make_volume, write_volumes
+from utils.synthetic.anatomy import Patient, ellipsoid
+from utils.synthetic.volumes import CLASS_NAMES, make_volume, write_volumes
 
 SIZE, SLICES = 128, 48
 
@@ -128,10 +128,10 @@ def test_hounsfield_units_of_tissues() -> None:
         assert (inside < -800).sum() > 50  # bowel gas and lung bases
         assert hu.max() >= 400 and (hu > 400).sum() > 200
         # Spleen: the inner half of its ellipsoid, found in world coordinates through the affine.
-        patient = _Patient(np.random.default_rng([0, index]))
+        patient = Patient(np.random.default_rng([0, index]))
         centre, semi, angle = patient.spleen
         x, y, z = (world(affine, np.ones(hu.shape, bool)) - patient.origin).T
-        spleen = (_ellipsoid(x, y, z, centre, semi, angle) < 0.5).reshape(hu.shape) & (label == 0)
+        spleen = (ellipsoid(x, y, z, centre, semi, angle) < 0.5).reshape(hu.shape) & (label == 0)
         assert spleen.sum() > 50
         assert 35 <= np.median(hu[spleen]) <= liver - 5
         if (label == 2).any():
@@ -192,7 +192,7 @@ def test_tumours_lie_inside_the_liver() -> None:
         if not tumour.any():
             continue
         with_tumour += 1
-        patient = _Patient(np.random.default_rng([0, index]))
+        patient = Patient(np.random.default_rng([0, index]))
         x, y, z = (world(affine, tumour) - patient.origin).T.astype(np.float32)
         assert patient.liver_shape(x, y, z).all()
         ring = ndimage.binary_dilation(tumour) & ~tumour
@@ -204,17 +204,17 @@ def test_tumour_label_is_clipped_to_the_liver(monkeypatch) -> None:
     """A lesion straddling the liver's edge is labelled tumour only where it overlaps liver."""
     import utils.synthetic.volumes as synthetic_volume
 
-    class EdgeTumour(synthetic_volume._Patient):
+    class EdgeTumour(synthetic_volume.Patient):
         def __init__(self, rng: np.random.Generator) -> None:
             super().__init__(rng)
             centre, semi, _angle = self.lobes[0]
             self.tumours = [((centre[0] + semi[0] * 0.8, centre[1], centre[2]), (35.0, 35.0, 35.0), 30.0)]
 
-    monkeypatch.setattr(synthetic_volume, "_Patient", EdgeTumour)
+    monkeypatch.setattr(synthetic_volume, "Patient", EdgeTumour)
     hu, label, affine = synthetic_volume.make_volume(0, size=64, slices=24)
     patient = EdgeTumour(np.random.default_rng([0, 0]))
     x, y, z = (world(affine, np.ones(hu.shape, bool)) - patient.origin).T
-    lesion = _ellipsoid(x, y, z, *patient.tumours[0][0:2]).reshape(hu.shape)
+    lesion = ellipsoid(x, y, z, *patient.tumours[0][0:2]).reshape(hu.shape)
     tumour = label == 2
     assert tumour.sum() > 20 and (lesion[tumour] < 1.3).all()
     assert ((lesion < 0.8) & (label == 0)).sum() > 20  # the part outside the liver stays background

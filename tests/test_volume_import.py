@@ -16,7 +16,7 @@ from utils.cli import run_main
 
 
 def windowed(hu: np.ndarray, width: float, level: float) -> np.ndarray:
-    """The documented window formula, written out independently of utils.intensity."""
+    """The documented window formula, written out independently of utils.io.intensity."""
     low = level - width / 2
     return np.rint(np.clip((hu.astype(np.float64) - low) * 255.0 / width, 0, 255)).astype(np.uint8)
 
@@ -143,16 +143,16 @@ def test_every_offender_is_named_and_nothing_is_written(tmp_path: Path, capsys) 
     assert not out.exists()
 
 
-def test_lits_and_decathlon_layouts_are_recognised(tmp_path: Path, capsys) -> None:
+def test_lits_and_decathlon_naming_is_recognised(tmp_path: Path, capsys) -> None:
     hu, label = phantom()
     lits = tmp_path / "lits"
     write_nifti(lits / "batch1" / "volume-3.nii", hu.astype(np.int16), LPS_AFFINE)
     write_nifti(lits / "batch1" / "segmentation-3.nii", label, LPS_AFFINE)
     write_nifti(lits / "batch1" / "volume-4.nii", hu.astype(np.int16), LPS_AFFINE)
     assert run_import("nifti", str(lits), "--out", str(tmp_path / "a"), "--merge", "2:1",
-                      "--classes", "background,liver") == 0
+                      "--classes", "background,liver", "--naming", "lits") == 0
     report = json.loads((tmp_path / "a" / "import_report.json").read_text())
-    assert report["layout"] == "lits" and report["volumes_count"] == 1
+    assert report["naming"] == "lits" and report["volumes_count"] == 1
     assert report["left_out"][0]["stem"] == "volume-4" and "without a segmentation" in report["left_out"][0]["reason"]
     assert (tmp_path / "a" / "Images" / "volume-3_000.png").is_file()
 
@@ -164,8 +164,11 @@ def test_lits_and_decathlon_layouts_are_recognised(tmp_path: Path, capsys) -> No
     assert run_import("nifti", str(msd), "--out", str(tmp_path / "b")) == 0
     assert (tmp_path / "b" / "classes.txt").read_text() == "background\nliver\ncancer\n"
     report = json.loads((tmp_path / "b" / "import_report.json").read_text())
-    assert report["layout"] == "decathlon" and report["left_out"][0]["stem"] == "liver_7_0001"
+    assert report["naming"] == "decathlon" and report["left_out"][0]["stem"] == "liver_7_0001"
     assert (tmp_path / "b" / "Labels" / "liver_7_009.png").is_file()
+    # --layout is the older spelling of --naming; a wrong naming finds no pairs.
+    assert run_import("nifti", str(msd), "--out", str(tmp_path / "c"), "--layout", "lits") == 2
+    assert "looked for lits naming" in capsys.readouterr().err
 
 
 def test_bad_options_are_one_line(pair_folders: tuple[Path, Path], tmp_path: Path, capsys) -> None:

@@ -1,4 +1,4 @@
-"""Tests for utils/volume_metrics.py: hand-computed distances, empty rules, summaries, and MONAI agreement."""
+"""Tests for utils/volumes/metrics.py: hand-computed distances, empty rules, summaries, and MONAI agreement."""
 from __future__ import annotations
 
 import math
@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 
 from utils.errors import UserError
@@ -265,8 +266,7 @@ def test_matches_monai_golden_numbers(shape, spacing, seed_pred, seed_label, hd9
 
 
 def test_matches_monai_live() -> None:
-    monai_metrics = pytest.importorskip("monai.metrics")
-    torch = pytest.importorskip("torch")
+    monai_metrics = pytest.importorskip("monai.metrics")  # requirements-bench.txt only
 
     def monai_scores(pred: np.ndarray, label: np.ndarray, spacing: tuple[float, ...]) -> tuple[float, float]:
         p, t = (torch.from_numpy(m[None, None].astype(np.float32)) for m in (pred, label))

@@ -10,7 +10,14 @@ from utils.errors import UserError
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show every option's default and keep the description's line breaks."""
+    """Show every option's default (unless the help text already says it) and keep the description's line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False or \
+                action.default == argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -23,6 +30,16 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Print one line naming the problem (not the whole usage) and exit 2."""
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def refuse_old_spelling(parser: argparse.ArgumentParser, old: str, new: str) -> None:
+    """Make `old` (a former option name, hidden from --help) one error line pointing at `new`."""
+    class Renamed(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                     option_string: str | None = None) -> None:
+            parser.error(f"{old} is now {new}")
+
+    parser.add_argument(old, action=Renamed, nargs="?", help=argparse.SUPPRESS)
 
 
 def _number(text: str, kind: type) -> float:

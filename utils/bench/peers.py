@@ -51,7 +51,7 @@ def check_peers(size: int) -> None:
     """Raise a one-line UserError now, before any measurement, for a size the peers cannot take or a missing
     package."""
     if size < 64 or size % 32:
-        raise UserError(f"--peers needs a --size of at least 64 and a multiple of 32 (smp's VGG16 encoder "
+        raise UserError(f"--peers needs an --input-size of at least 64 and a multiple of 32 (smp's VGG16 encoder "
                         f"down-samples 32x; at 32 its batch norm sees 1 pixel), got {size}")
     for package in PEER_PACKAGES:
         _require(package)

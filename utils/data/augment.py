@@ -3,7 +3,7 @@
 Geometric steps move image, label and weight map together (image bilinear, label and weight nearest);
 pixels that come from outside the image get image 0, label 255 (ignore) and weight 0. Photometric steps
 then change the image only. Outputs keep the input dtypes and spatial size. All randomness comes from
-torch's global RNG, which the dataset seeds per sample (utils.dataloader.SeededSampler), so runs repeat.
+torch's global RNG, which the dataset seeds per sample (utils.data.sampler.SeededSampler), so runs repeat.
 
 Presets (scale-crop = resize by a factor s drawn uniformly, then random-crop or pad back to the input size;
 ColorJitter factors are drawn uniformly from [1 - x, 1 + x]; noise sigma is drawn uniformly from

@@ -192,7 +192,7 @@ class SegmentationDataset(Dataset):
                 elif self.mode == "crop":  # a seed for augmenting on the device, independent of the crop's draws
                     augmentation_seed = int(torch.randint(2**62, ()))
         item = {"image": image_t.contiguous(), "label": label_t.contiguous()}
-        if sample_seed is not None and self.augmentation is None:  # for utils.augment.augment_batch
+        if sample_seed is not None and self.augmentation is None:  # for utils.data.augment.augment_batch
             item["seed"] = torch.tensor(augmentation_seed)
         if weights_t is not None:
             item["weight"] = weights_t.contiguous()

@@ -1,21 +1,17 @@
 """What every importer shares: pair records, reading images and masks, mask-to-label maps, writing a dataset."""
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import shutil
-import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from utils.data.folders import images_dir, index_by_stem, labels_dir, write_class_names
+from utils.data.folders import index_by_stem
 from utils.errors import UserError
-from utils.io.files import save_image, write_json
+from utils.importers.masks import TO_GREY_MODES
 from utils.io.images import (
     SCALING_OPTIONS,
     array_to_image,
@@ -27,15 +23,10 @@ from utils.io.images import (
     to_uint8,
 )
 from utils.io.intensity import Intensity
-from utils.io.labels import IGNORE_INDEX
 
 GROUPS_FILE = "groups.json"
 REPORT_FILE = "import_report.json"
 
-# Modes whose pixels are plain numbers (a value map uses them as they are).
-_VALUE_MODES = ("L", "I", "I;16", "I;16L", "I;16B", "I;16N")
-# Black/white and grey-with-alpha modes: their grey level (1-bit as 0/255) is the value.
-_TO_GREY_MODES = ("1", "LA", "La")
 # Modes with no sensible 8-bit picture without a windowing choice the importer cannot make for the user.
 _UNSUPPORTED_IMAGE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
@@ -214,225 +205,11 @@ def to_image(image: Image.Image, grey_rgb: bool = False) -> Image.Image:
         raise UserError(f"{image.mode} (16-bit or float) images are not supported: convert them to 8-bit first")
     if image.mode == "L":
         return image
-    if image.mode in _TO_GREY_MODES:
+    if image.mode in TO_GREY_MODES:
         return image.convert("L")
     was_palette = image.mode in ("P", "PA")
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     grey = grey_channel(np.asarray(rgb)) if grey_rgb or was_palette else None
     return rgb if grey is None else Image.fromarray(grey)
 
-
-def mask_values(mask: Image.Image) -> np.ndarray:
-    """A mask's pixel values: palette indices for P, 0/255 for 1-bit, the grey level for grey-looking RGB."""
-    if mask.mode in _TO_GREY_MODES:
-        mask = mask.convert("L")
-    if mask.mode in _VALUE_MODES or mask.mode == "P":
-        return np.asarray(mask)
-    grey = grey_channel(np.asarray(mask.convert("RGB")))
-    if grey is None:
-        raise UserError(f"mask is in colour (mode {mask.mode}): map it by colour, not by value")
-    return grey
-
-
-def _lookup(keys: np.ndarray, table: dict[int, int], describe: Callable[[int], str], what: str) -> np.ndarray:
-    """Map every key through `table`; an unmapped key is an error that names it."""
-    uniques, inverse = np.unique(keys, return_inverse=True)
-    missing = [describe(key) for key in uniques.tolist() if key not in table]
-    if missing:
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        raise UserError(f"unmapped {what} {', '.join(missing[:10])}{more}")
-    lut = np.array([table[key] for key in uniques.tolist()], dtype=np.uint8)
-    return lut[inverse].reshape(keys.shape)
-
-
-def map_values(mask: Image.Image, table: dict[int, int]) -> np.ndarray:
-    """Class ids from a value -> class table (palette masks: the index is the value)."""
-    what = "palette index(es)" if mask.mode == "P" else "mask value(s)"
-    return _lookup(mask_values(mask), table, str, what)
-
-
-def map_0_255(mask: Image.Image) -> np.ndarray:
-    """Class ids from a strictly black/white mask: 0 -> 0, 255 -> 1; any other value is an error."""
-    return map_values(mask, {0: 0, 255: 1})
-
-
-def _colour_key(rgb: tuple[int, int, int] | np.ndarray) -> int | np.ndarray:
-    """Pack R, G, B into one integer so colours can be looked up like values."""
-    return (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
-
-
-def map_colours(mask: Image.Image, table: dict[tuple[int, int, int], int]) -> np.ndarray:
-    """Class ids from an (R, G, B) -> class table (palette masks: by the palette colour)."""
-    rgb = np.asarray(mask.convert("RGB")).astype(np.uint32)
-    keys = _colour_key((rgb[..., 0], rgb[..., 1], rgb[..., 2]))
-    packed = {_colour_key(colour): class_id for colour, class_id in table.items()}
-    return _lookup(keys, packed, lambda key: f"({key >> 16},{(key >> 8) & 255},{key & 255})", "colour(s)")
-
-
-def threshold(mask: Image.Image, level: int) -> np.ndarray:
-    """Binary classes: value > level -> 1, else 0 (colour and palette masks by their grey level)."""
-    if mask.mode not in _VALUE_MODES + _TO_GREY_MODES:
-        mask = mask.convert("L")
-    return (mask_values(mask) > level).astype(np.uint8)
-
-
-def _check_out(out: Path, overwrite: bool, sources: Sequence[Path]) -> None:
-    """Refuse an out folder that already holds a dataset (unless overwriting) or that holds the source."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output path is a file, not a folder: {out}")
-    targets = [images_dir(out).resolve(), labels_dir(out).resolve()]
-    for source in sources:
-        if any(source.resolve().is_relative_to(target) for target in targets):
-            raise UserError(f"the source {source} lies inside the output folder's Images/ or Labels/; "
-                            f"choose another --out")
-    if overwrite:
-        return
-    for folder in (images_dir(out), labels_dir(out)):
-        if folder.is_dir() and any(folder.iterdir()):
-            raise UserError(f"{folder} already holds files; pass --overwrite to replace them")
-
-
-def _swap_hint(stem: str, mask_size: tuple[int, int], by_image_size: dict[tuple[int, int], list[str]]) -> str:
-    """Point at another mismatched pair whose image has this mask's size: the masks were likely swapped."""
-    others = [other for other in by_image_size.get(mask_size, []) if other != stem]
-    return f"; the mask has the size of {', '.join(others)}'s image (swapped?)" if others else ""
-
-
-def check_class_count(class_names: Sequence[str]) -> None:
-    """Refuse an empty class list or one that would reach the ignore value."""
-    if not 0 < len(class_names) <= IGNORE_INDEX:
-        raise UserError(f"need 1 to {IGNORE_INDEX} class names, got {len(class_names)}")
-
-
-@contextlib.contextmanager
-def staged_dataset(out: Path, overwrite: bool, sources: Sequence[Path]) -> Iterator[Path]:
-    """A hidden staging folder inside `out` whose Images/ and Labels/ replace out's only when the block succeeds.
-
-    An error half way (an unmapped colour, say) leaves any earlier dataset untouched, and a new `out`
-    that received nothing is removed again.
-    """
-    _check_out(out, overwrite, sources)
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".import-", dir=out))
-    except OSError as err:
-        raise UserError(f"cannot write into {out}: {err.strerror or err}") from None
-    done = False
-    try:
-        yield staging
-        for folder in (images_dir, labels_dir):
-            if folder(out).exists():
-                shutil.rmtree(folder(out))
-            os.replace(folder(staging), folder(out))
-        done = True
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not done:
-            with contextlib.suppress(OSError):
-                out.rmdir()
-
-
-def write_pairs(out: str | os.PathLike, pairs: Iterable[Pair], to_label: Labeler, class_names: list[str], *,
-                sources: Sequence[Path], left_out: Sequence[LeftOut] = (), grey_rgb: bool = False,
-                group_regex: str | None = None, overwrite: bool = False,
-                report_extra: dict[str, Any] | None = None, reader: PairReader | None = None) -> ImportSummary:
-    """Read, check and convert every pair, then write Images/, Labels/, classes.txt, groups.json and the report."""
-    out = Path(out)
-    check_class_count(class_names)
-    with staged_dataset(out, overwrite, sources) as staging:
-        imported, skipped, pixels = _stage(pairs, staging, to_label, grey_rgb, group_regex, reader or PairReader())
-        left_out = [*left_out, *skipped]
-        if not imported:
-            first = f" (e.g. {left_out[0].files()}: {left_out[0].reason})" if left_out else ""
-            raise UserError(f"no image/mask pair could be imported from {', '.join(map(str, sources))}{first}")
-        if pixels[len(class_names):IGNORE_INDEX].any():
-            raise UserError(f"labels hold class ids beyond the {len(class_names)} classes {class_names}")
-    return _write_metadata(out, imported, left_out, class_names, pixels, sources, group_regex, report_extra)
-
-
-def _stage(pairs: Iterable[Pair], staging: Path, to_label: Labeler, grey_rgb: bool,
-           group_regex: str | None, reader: PairReader) -> tuple[list[Pair], list[LeftOut], np.ndarray]:
-    """Convert every pair into staging/Images and staging/Labels; return the imported, the left out, pixel counts."""
-    imported: list[Pair] = []
-    left_out: list[LeftOut] = []
-    mismatched: list[tuple[Pair, tuple[int, int], tuple[int, int]]] = []
-    seen: set[str] = set()
-    pixels = np.zeros(256, dtype=np.int64)
-    for pair in pairs:
-        if pair.stem in seen:
-            raise UserError(f"two pairs share the name '{pair.stem}' ({pair.image}); names must be unique")
-        seen.add(pair.stem)
-        if group_regex is not None:
-            pair = _grouped(pair, group_regex)
-            if isinstance(pair, LeftOut):
-                left_out.append(pair)
-                continue
-        try:
-            image, mask = reader.image(pair.image, grey_rgb), reader.mask(pair.mask)
-        except UserError as err:
-            left_out.append(LeftOut(pair.stem, str(err), str(pair.image), str(pair.mask)))
-            continue
-        if image.size != mask.size:
-            mismatched.append((pair, image.size, mask.size))
-            continue
-        try:
-            label = to_label(mask)
-        except UserError as err:
-            raise UserError(f"{pair.mask}: {err}") from None
-        pixels += np.bincount(label.ravel(), minlength=256)
-        save_image(images_dir(staging) / f"{pair.stem}.png", image)
-        save_image(labels_dir(staging) / f"{pair.stem}.png", label)
-        imported.append(pair)
-    by_image_size: dict[tuple[int, int], list[str]] = {}
-    for pair, image_size, _ in mismatched:
-        by_image_size.setdefault(image_size, []).append(pair.stem)
-    for pair, (image_w, image_h), mask_size in mismatched:
-        hint = _swap_hint(pair.stem, mask_size, by_image_size)
-        left_out.append(LeftOut(pair.stem, f"size mismatch: image {image_w}x{image_h}, mask "
-                                           f"{mask_size[0]}x{mask_size[1]}{hint}", str(pair.image), str(pair.mask)))
-    return imported, left_out, pixels
-
-
-def _grouped(pair: Pair, group_regex: str) -> Pair | LeftOut:
-    """The pair with the group its stem carries (as png2txt.py will read it), or why it cannot be grouped."""
-    match = re.match(group_regex, pair.stem)
-    group = match.group(1) if match else None
-    if group is None or pair.group not in (None, group):
-        expected = f"its group {pair.group}" if pair.group else f"a group matching {group_regex}"
-        return LeftOut(pair.stem, f"name does not carry {expected}", str(pair.image), str(pair.mask))
-    return replace(pair, group=group)
-
-
-def _write_metadata(out: Path, imported: list[Pair], left_out: list[LeftOut], class_names: list[str],
-                    pixels: np.ndarray, sources: Sequence[Path], group_regex: str | None,
-                    report_extra: dict[str, Any] | None) -> ImportSummary:
-    """Write classes.txt, groups.json (or remove a stale one) and import_report.json."""
-    write_class_names(out, class_names)
-    groups = {pair.stem: pair.group for pair in imported if pair.group is not None}
-    if groups:
-        write_json(out / GROUPS_FILE, groups)
-    elif (out / GROUPS_FILE).exists():
-        (out / GROUPS_FILE).unlink()
-    notes = []
-    if any(out.glob("ImageSets/Segmentation/*.txt")):
-        notes.append(f"{out}/ImageSets/Segmentation holds split files from an earlier import; "
-                     f"rewrite them with png2txt.py")
-    per_class = {name: int(pixels[i]) for i, name in enumerate(class_names)}
-    per_class["ignore"] = int(pixels[IGNORE_INDEX])
-    write_json(out / REPORT_FILE, {
-        "sources": [str(source) for source in sources],
-        "classes": class_names,
-        "imported_count": len(imported),
-        "left_out_count": len(left_out),
-        "groups_count": len(set(groups.values())),
-        "group_regex": group_regex if groups else None,
-        "pixels_per_class": per_class,
-        **(report_extra or {}),
-        "left_out": [asdict(item) for item in left_out],
-        "imported": [{"stem": pair.stem, "image": str(pair.image), "mask": str(pair.mask),
-                      **({"group": pair.group} if pair.group is not None else {})} for pair in imported],
-    })
-    return ImportSummary(out, [pair.stem for pair in imported], left_out, class_names,
-                         len(set(groups.values())), group_regex if groups else None, notes)
 

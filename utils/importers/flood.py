@@ -8,16 +8,9 @@ from pathlib import Path
 
 from utils.data.folders import index_by_stem
 from utils.errors import UserError
-from utils.importers.common import (
-    ImportSummary,
-    LeftOut,
-    Pair,
-    existing_dir,
-    locate,
-    pairs_in_folders,
-    threshold,
-    write_pairs,
-)
+from utils.importers.common import ImportSummary, LeftOut, Pair, existing_dir, locate, pairs_in_folders
+from utils.importers.masks import threshold
+from utils.importers.staging import write_pairs
 
 CLASS_NAMES = ["background", "water"]
 METADATA_FILE = "metadata.csv"

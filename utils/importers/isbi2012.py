@@ -8,16 +8,9 @@ from PIL import Image
 
 from utils.data.folders import index_by_stem
 from utils.errors import UserError
-from utils.importers.common import (
-    Frame,
-    ImportSummary,
-    Pair,
-    Source,
-    existing_dir,
-    map_0_255,
-    pair_by_stem,
-    write_pairs,
-)
+from utils.importers.common import Frame, ImportSummary, Pair, Source, existing_dir, pair_by_stem
+from utils.importers.masks import map_0_255
+from utils.importers.staging import write_pairs
 from utils.io.images import tiff_layout
 
 # Label 255 is cell interior and 0 membrane, as the challenge encodes them.

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 
-from utils.importers.common import ImportSummary, existing_dir, map_0_255, pairs_in_folders, write_pairs
+from utils.importers.common import ImportSummary, existing_dir, pairs_in_folders
+from utils.importers.masks import map_0_255
+from utils.importers.staging import write_pairs
 
 CLASS_NAMES = ["background", "liver"]
 MASK_SUFFIX = "_mask"

@@ -5,7 +5,9 @@ import os
 from functools import partial
 from pathlib import Path
 
-from utils.importers.common import ImportSummary, existing_dir, locate, map_colours, pairs_in_folders, write_pairs
+from utils.importers.common import ImportSummary, existing_dir, locate, pairs_in_folders
+from utils.importers.masks import map_colours
+from utils.importers.staging import write_pairs
 from utils.io.files import read_lines
 from utils.io.labels import IGNORE_INDEX
 

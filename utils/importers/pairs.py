@@ -1,6 +1,6 @@
 """Any folder of images and folder of masks matched by stem, mapped by a threshold, a value map or a colour map.
 
-16-bit and float images are scaled to 8 bits by --window or --percentile (utils/intensity.py); a multi-page
+16-bit and float images are scaled to 8 bits by --window or --percentile (utils/io/intensity.py); a multi-page
 TIFF image with a multi-page TIFF mask of as many pages gives one pair per page.
 """
 from __future__ import annotations
@@ -21,12 +21,10 @@ from utils.importers.common import (
     Pair,
     PairReader,
     existing_dir,
-    map_colours,
-    map_values,
     pairs_in_folders,
-    threshold,
-    write_pairs,
 )
+from utils.importers.masks import map_colours, map_values, threshold
+from utils.importers.staging import write_pairs
 from utils.io.images import tiff_layout
 from utils.io.intensity import intensity_from_options
 from utils.io.labels import IGNORE_INDEX

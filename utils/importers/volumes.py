@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -19,15 +18,9 @@ import numpy as np
 
 from utils.data.folders import images_dir, labels_dir, write_class_names
 from utils.errors import UserError
-from utils.importers.common import (
-    GROUPS_FILE,
-    REPORT_FILE,
-    ImportSummary,
-    LeftOut,
-    check_class_count,
-    existing_dir,
-    staged_dataset,
-)
+from utils.importers.common import GROUPS_FILE, REPORT_FILE, ImportSummary, LeftOut
+from utils.importers.staging import check_class_count, staged_dataset
+from utils.importers.volume_sources import Case
 from utils.io.files import save_image, write_json
 from utils.io.intensity import Intensity
 from utils.io.labels import IGNORE_INDEX
@@ -37,27 +30,11 @@ from utils.volumes.geometry import (
     Volume,
     affines_match,
     context_channels,
-    is_nifti,
     load_nifti,
     nifti_header,
-    nifti_stem,
     squeeze_3d,
 )
 from utils.volumes.index import VOLUMES_FILE, VOLUMES_FORMAT
-
-LAYOUTS = ("auto", "lits", "decathlon")
-LITS_IMAGE = re.compile(r"^volume-(\d+)$")
-LITS_LABEL = re.compile(r"^segmentation-(\d+)$")
-DECATHLON_CHANNEL = re.compile(r"^(.+)_(\d{4})$")
-
-
-@dataclass(frozen=True)
-class Case:
-    """One image volume (a NIfTI file or a DICOM series folder) and its NIfTI label volume."""
-
-    name: str
-    image: Path
-    label: Path
 
 
 @dataclass(frozen=True)
@@ -70,84 +47,6 @@ class VolumeOptions:
     merge: dict[int, int] | None = None
     keep_empty: float = 1.0
     seed: int = 0
-
-
-def _nifti_files(folder: Path) -> dict[str, Path]:
-    """stem -> path of every .nii / .nii.gz file directly in `folder`."""
-    return {nifti_stem(path): path for path in sorted(folder.iterdir())
-            if path.is_file() and is_nifti(path) and not path.name.startswith(".")}
-
-
-def _match(images: dict[str, Path], labels: dict[str, Path], image_what: str,
-           label_what: str) -> tuple[list[Case], list[LeftOut]]:
-    """Cases for the names found on both sides; the rest is reported as left out."""
-    cases = [Case(name, images[name], labels[name]) for name in sorted(images) if name in labels]
-    left_out = [LeftOut(name, f"{image_what} without a {label_what}", image=str(images[name]))
-                for name in sorted(images) if name not in labels]
-    left_out += [LeftOut(name, f"{label_what} without an {image_what}", mask=str(labels[name]))
-                 for name in sorted(labels) if name not in images]
-    return cases, left_out
-
-
-def find_lits(src: Path) -> tuple[list[Case], list[LeftOut]]:
-    """LiTS: volume-N.nii[.gz] and segmentation-N.nii[.gz] anywhere below `src`; case name volume-N."""
-    images: dict[str, Path] = {}
-    labels: dict[str, Path] = {}
-    for path in sorted(src.rglob("*.nii*")):
-        for regex, found in ((LITS_IMAGE, images), (LITS_LABEL, labels)):
-            match = regex.match(nifti_stem(path))
-            if match and is_nifti(path):
-                found[f"volume-{int(match.group(1))}"] = path
-    return _match(images, labels, "volume", "segmentation")
-
-
-def find_decathlon(src: Path) -> tuple[list[Case], list[LeftOut]]:
-    """Medical Segmentation Decathlon / nnU-Net: imagesTr/X_0000.nii.gz (or X.nii.gz) and labelsTr/X.nii.gz."""
-    images: dict[str, Path] = {}
-    left_out: list[LeftOut] = []
-    for stem, path in _nifti_files(src / "imagesTr").items():
-        match = DECATHLON_CHANNEL.match(stem)
-        if match is None:
-            images[stem] = path
-        elif match.group(2) == "0000":
-            images[match.group(1)] = path
-        else:
-            left_out.append(LeftOut(stem, "an extra input channel (only _0000 is imported)", image=str(path)))
-    cases, unmatched = _match(images, _nifti_files(src / "labelsTr"), "image", "label")
-    return cases, left_out + unmatched
-
-
-def find_nifti_cases(src: str | os.PathLike, labels: str | os.PathLike | None = None,
-                     layout: str = "auto") -> tuple[list[Case], list[LeftOut], str]:
-    """The cases of a NIfTI source: same-name files in two folders, or the LiTS or Decathlon layout."""
-    src = existing_dir(src)
-    if labels is not None:
-        cases, left_out = _match(_nifti_files(src), _nifti_files(existing_dir(labels, "label folder")),
-                                 "image", "label")
-        return cases, left_out, "pairs"
-    if layout == "auto":
-        layout = "decathlon" if (src / "imagesTr").is_dir() and (src / "labelsTr").is_dir() else "lits"
-    cases, left_out = find_decathlon(src) if layout == "decathlon" else find_lits(src)
-    if not cases:
-        raise UserError(f"no NIfTI image/label pairs in {src} (looked for the {layout} layout: "
-                        + ("imagesTr/X_0000.nii.gz + labelsTr/X.nii.gz" if layout == "decathlon"
-                           else "volume-N.nii + segmentation-N.nii")
-                        + "; for two folders of same-name files give LABELS too)")
-    return cases, left_out, layout
-
-
-def find_dicom_cases(series_root: str | os.PathLike, labels: str | os.PathLike) -> tuple[list[Case], list[LeftOut]]:
-    """One DICOM series per sub-folder of `series_root`, each with LABELS/<folder name>.nii[.gz]."""
-    from utils.volumes.dicom import is_dicom_series
-
-    root = existing_dir(series_root, "series folder")
-    folders = [folder for folder in sorted(root.iterdir()) if folder.is_dir() and not folder.name.startswith(".")]
-    series = {folder.name: folder for folder in folders if is_dicom_series(folder)}
-    if not series and is_dicom_series(root):
-        series = {root.name: root}
-    if not series:
-        raise UserError(f"no DICOM series in {root} (expected one sub-folder of DICOM files per series)")
-    return _match(series, _nifti_files(existing_dir(labels, "label folder")), "series", "label")
 
 
 def _image_geometry(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
@@ -315,7 +214,7 @@ def stage_case(case: Case, options: VolumeOptions, staging: Path, rng: random.Ra
 
 
 def import_volumes(cases: Sequence[Case], left_out: Sequence[LeftOut], out: str | os.PathLike,
-                   options: VolumeOptions, *, sources: Sequence[Path], layout: str,
+                   options: VolumeOptions, *, sources: Sequence[Path], naming: str,
                    overwrite: bool = False, progress: Callable[[str], None] | None = None) -> ImportSummary:
     """Check every case, then write Images/, Labels/, classes.txt, groups.json, volumes.json and the report."""
     out = Path(out)
@@ -339,7 +238,7 @@ def import_volumes(cases: Sequence[Case], left_out: Sequence[LeftOut], out: str 
     write_class_names(out, class_names)
     groups = {stem: name for name, entry in volumes.items() for stem in entry["slices"]}
     write_json(out / GROUPS_FILE, groups)
-    write_json(out / VOLUMES_FILE, {"format": VOLUMES_FORMAT, "layout": layout, "classes": class_names,
+    write_json(out / VOLUMES_FILE, {"format": VOLUMES_FORMAT, "naming": naming, "classes": class_names,
                                     "intensity": options.intensity.to_json(), "context": options.context,
                                     "merge": {str(k): v for k, v in (options.merge or {}).items()},
                                     "keep_empty": options.keep_empty, "volumes": volumes})
@@ -348,7 +247,7 @@ def import_volumes(cases: Sequence[Case], left_out: Sequence[LeftOut], out: str 
     per_class["ignore"] = int(pixels[IGNORE_INDEX])
     excluded = sum(len(entry["train_excluded"]) for entry in volumes.values())
     write_json(out / REPORT_FILE, {
-        "sources": [str(source) for source in sources], "layout": layout, "classes": class_names,
+        "sources": [str(source) for source in sources], "naming": naming, "classes": class_names,
         "intensity": options.intensity.to_json(), "context": options.context,
         "imported_count": len(groups), "volumes_count": len(volumes), "train_excluded_count": excluded,
         "left_out_count": len(left_out), "pixels_per_class": per_class,

@@ -24,7 +24,7 @@ TORCHSCRIPT_EXTRA_FILE = "unet_segmentation.json"
 
 
 def description(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a checkpoint a predictor needs, checkpoint-shaped (utils.inference.Predictor reads both)."""
+    """The part of a checkpoint a predictor needs, checkpoint-shaped (utils.infer.predictor.Predictor reads both)."""
     return {"model": {key: checkpoint["model"][key] for key in ("name", "num_classes", "in_channels")},
             "class_names": list(checkpoint["class_names"]), "input_size": int(checkpoint["input_size"]),
             "input_mode": checkpoint.get("input_mode") or "letterbox",

@@ -1,4 +1,4 @@
-"""Exported ONNX models run by onnxruntime behind the interface of utils.inference.Predictor.
+"""Exported ONNX models run by onnxruntime behind the interface of utils.infer.predictor.Predictor.
 
 onnxruntime is imported only here, inside functions, so PyTorch-only users never load it.
 """

@@ -14,8 +14,7 @@ from scipy import ndimage
 
 from utils.errors import UserError
 from utils.io.files import atomic_open
-
-IGNORE_INDEX = 255
+from utils.io.labels import IGNORE_INDEX
 
 
 def _check_labels(labels: np.ndarray, num_classes: int, allow_ignore: bool, what: str) -> None:

@@ -14,7 +14,7 @@ from utils.io.checkpoint import load_checkpoint, model_from_checkpoint
 from utils.io.images import load_model_input
 from utils.io.intensity import Intensity
 from utils.runtime.device import amp_dtype, memory_format, resolve_device
-from utils.runtime.forward import PREDICT_BATCH, class_probabilities, labels_of, sliding_window
+from utils.runtime.forward import PREDICT_BATCH, class_probabilities, sliding_window
 from utils.runtime.speed_probe import inference_choice
 
 
@@ -89,10 +89,6 @@ class Predictor:
                 prob = F.interpolate(prob[None], size=(height, width), mode="bilinear", align_corners=False)[0]
             resized.append(prob.float().cpu())
         return resized
-
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Label maps (H x W uint8) at each image's original size."""
-        return [labels_of(prob) for prob in self.probability_batch(images)]
 
     def predict_files(self, paths: Iterable[Path], batch_size: int = PREDICT_BATCH
                       ) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:

@@ -274,8 +274,7 @@ def array_to_image(array: np.ndarray, source: str) -> Image.Image:
 
 def load_model_input(path: Path, in_channels: int, intensity: Intensity | None) -> np.ndarray:
     """The H x W x in_channels uint8 array for inference: wide images scaled by `intensity`, others as the loader
-    reads them (utils.dataloader.image_to_array)."""
-
+    reads them (image_to_array)."""
     path = Path(path)
     if not file_is_wide(path):
         return image_to_array(open_image(path), in_channels, path)

@@ -14,18 +14,29 @@ import torch.nn.functional as F
 from utils.io.labels import IGNORE_INDEX
 
 
+def _pixel_class_weights(target: torch.Tensor, class_weights: torch.Tensor | None, ignore_index: int
+                         ) -> torch.Tensor:
+    """Each pixel's class weight (1 without class weights), 0 at ignored pixels: the weighted mean's denominator."""
+    valid = target != ignore_index
+    if class_weights is None:
+        return valid.float()
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    return class_weights.to(target.device, torch.float32)[safe] * valid
+
+
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None,
                   ignore_index: int = IGNORE_INDEX, pixel_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Softmax cross-entropy averaged over valid pixels; optional class weights or per-pixel weight map.
+    """Softmax cross-entropy, the mean over valid pixels weighted by class weights and an optional weight map.
 
-    With `pixel_weights` (the U-Net paper's w(x)) the loss is sum(w * ce) / number of valid pixels.
+    With `pixel_weights` (the U-Net paper's w(x)) the loss is sum(c * w * ce) / sum(c) over valid pixels, c the
+    pixel's class weight (1 without class weights): a map of ones leaves the loss as it is.
     """
     if pixel_weights is None:
         return F.cross_entropy(logits.float(), target, weight=class_weights, ignore_index=ignore_index)
     per_pixel = F.cross_entropy(logits.float(), target, weight=class_weights, ignore_index=ignore_index,
                                 reduction="none")
-    valid = target != ignore_index
-    return (per_pixel * pixel_weights).sum() / valid.sum().clamp(min=1)
+    denominator = _pixel_class_weights(target, class_weights, ignore_index).sum()
+    return (per_pixel * pixel_weights).sum() / denominator.clamp(min=1e-12)
 
 
 def _probabilities_and_onehot(logits: torch.Tensor, target: torch.Tensor, ignore_index: int
@@ -71,23 +82,32 @@ def jaccard_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int =
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
                ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Focal loss (Lin et al., 2017): mean over valid pixels of -(1 - p_t)^gamma * log(p_t)."""
-    log_pt = -F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="none")
+    """Focal loss (Lin et al., 2017): mean over valid pixels of -(1 - p_t)^gamma * log(p_t).
+
+    p_t is the softmax probability of the true class, or for a single-channel model the sigmoid's (targets 0/1).
+    """
     valid = target != ignore_index
+    if logits.shape[1] == 1:
+        log_pt = -F.binary_cross_entropy_with_logits(logits[:, 0].float(), (target == 1).float(), reduction="none")
+    else:
+        log_pt = -F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="none")
     loss = -((1 - log_pt.exp()) ** gamma) * log_pt
     return loss[valid].sum() / valid.sum().clamp(min=1)
 
 
 def binary_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX,
-                         pixel_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """BCE with logits for a single-channel sigmoid model (targets 0/1), mean over valid pixels."""
+                         pixel_weights: torch.Tensor | None = None, class_weights: torch.Tensor | None = None
+                         ) -> torch.Tensor:
+    """BCE with logits for a single-channel sigmoid model (targets 0/1), the mean over valid pixels.
+
+    `class_weights` (background, foreground) and `pixel_weights` weigh each pixel as in cross_entropy.
+    """
     if logits.shape[1] != 1:
         raise ValueError(f"binary cross-entropy needs a single-channel model, got {logits.shape[1]} channels")
-    valid = target != ignore_index
     per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0].float(), (target == 1).float(), reduction="none")
-    if pixel_weights is not None:
-        per_pixel = per_pixel * pixel_weights
-    return per_pixel[valid].sum() / valid.sum().clamp(min=1)
+    weights = _pixel_class_weights(target, class_weights, ignore_index)
+    numerator = per_pixel * weights if pixel_weights is None else per_pixel * weights * pixel_weights
+    return numerator.sum() / weights.sum().clamp(min=1e-12)
 
 
 LOSSES = ("ce", "bce", "dice", "jaccard", "focal")
@@ -116,7 +136,8 @@ class SegmentationLoss:
                 weights = None if self.class_weights is None else self.class_weights.to(logits.device)
                 total = total + cross_entropy(logits, target, weights, self.ignore_index, pixel_weights)
             elif name == "bce":
-                total = total + binary_cross_entropy(logits, target, self.ignore_index, pixel_weights)
+                weights = None if self.class_weights is None else self.class_weights.to(logits.device)
+                total = total + binary_cross_entropy(logits, target, self.ignore_index, pixel_weights, weights)
             elif name == "dice":
                 total = total + dice_loss(logits, target, self.ignore_index)
             elif name == "jaccard":
