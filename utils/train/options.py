@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from utils.cli import (
@@ -9,6 +10,7 @@ from utils.cli import (
     MIN_INPUT_SIZE,
     ArgumentParser,
     add_device_argument,
+    checked,
     float_in,
     int_at_least,
     non_negative_float,
@@ -27,6 +29,17 @@ def loss_spec(text: str) -> str:
         raise argparse.ArgumentTypeError(f"unknown loss {', '.join(repr(n) for n in unknown)} in {text!r}; "
                                          f"join names from: {', '.join(LOSSES)}")
     return text
+
+
+def parse_class_weights(text: str) -> list[float]:
+    """--class-weights as numbers: finite, none negative, not all zero (a zero sum would divide the loss by 0)."""
+    try:
+        weights = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise UserError(f"--class-weights must be comma-separated numbers, got '{text}'") from None
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
+        raise UserError(f"--class-weights must be finite numbers >= 0, not all 0, got '{text}'")
+    return weights
 
 
 def train_parser(model_name: str) -> argparse.ArgumentParser:
@@ -69,7 +82,9 @@ def train_parser(model_name: str) -> argparse.ArgumentParser:
     optim.add_argument("--loss", type=loss_spec, default="ce+dice",
                        help=f"'+'-joined losses: {', '.join(LOSSES)}")
     optim.add_argument("--no-dice", action="store_true", help="drop the Dice term from --loss")
-    optim.add_argument("--class-weights", default=None, help="comma-separated CE weight per class, e.g. 1,5")
+    optim.add_argument("--class-weights", type=checked(parse_class_weights), default=None,
+                       help="comma-separated CE/BCE weight per class, e.g. 1,5 (a 1-class model: background, "
+                            "foreground); finite, >= 0, not all 0")
     optim.add_argument("--weight-map", action="store_true",
                        help="weight CE by the U-Net paper's border map w(x) (w0=10, sigma=5 px), once per mask")
     optim.add_argument("--max-bad-steps", type=int_at_least(1), default=5,
