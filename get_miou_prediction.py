@@ -12,27 +12,35 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.cli import ArgumentParser, int_at_least, run_main
-from utils.data.dataset import find_samples, read_split
-from utils.data.folders import INCOMPLETE_FILE
+from utils.data.dataset import Sample, find_samples, read_split
+from utils.data.folders import CLASSES_FILE, DATASET_FOLDERS, INCOMPLETE_FILE, split_file
+from utils.evaluate.prediction_folder import PREDICTION_FILE, check_folder_owner, mark_incomplete, run_owner
 from utils.infer.loading import load_predictor
 from utils.infer.options import add_inference_arguments
 from utils.infer.postprocess import probabilities_for_saving, save_probabilities_npz
-from utils.io.files import write_json, write_text
+from utils.io.files import write_json
 from utils.io.intensity import intensity_from_options
 from utils.io.labels import save_label_png
+from utils.io.outputs import check_outputs
 from utils.runtime.forward import PREDICT_BATCH
 from utils.volumes.geometry import Orientation, save_nifti
-from utils.volumes.index import read_volumes_file
+from utils.volumes.index import VOLUMES_FILE, read_volumes_file
 from utils.volumes.inference import finish_labels, probabilities_in_file_order
 
-PREDICTION_FILE = "prediction.json"
+
+def planned_outputs(out: Path, stems: list[str], volume_names: list[str], probabilities: bool) -> list[Path]:
+    """Every file this run will write into `out`."""
+    suffixes = ("", "_probabilities") if probabilities else ("",)
+    files = [out / f"{stem}{suffix}.{'npz' if suffix else 'png'}" for stem in stems for suffix in suffixes]
+    files += [out / "volumes" / f"{name}{suffix}.nii.gz" for name in volume_names
+              for suffix in ("_label", *(("_probabilities",) if probabilities else ()))]
+    return [*files, out / PREDICTION_FILE, out / INCOMPLETE_FILE]
 
 
-def mark_incomplete(out: Path) -> None:
-    """Mark `out` unfinished until prediction.json is written, so a stopped run never looks complete."""
-    write_text(out / INCOMPLETE_FILE, "get_miou_prediction.py has not finished writing this folder; "
-                                      "run it again before scoring.\n")
-    (out / PREDICTION_FILE).unlink(missing_ok=True)
+def input_files(data: Path, split: str, samples: list[Sample], checkpoint: Path) -> list[Path]:
+    """The files this run reads: the split's images and labels, the data set's records and the checkpoint."""
+    return [checkpoint, split_file(data, split), data / VOLUMES_FILE, data / CLASSES_FILE,
+            *(sample.image_path for sample in samples), *(s.label_path for s in samples if s.label_path)]
 
 
 def complete_volumes(volumes: dict | None, stems: list[str]) -> dict[str, list[str]]:
@@ -58,11 +66,17 @@ def main(argv: list[str] | None = None) -> int:
                                intensity=intensity, amp=args.amp)
     run = predictor.checkpoint_path.parent.name
     out = Path(args.out) if args.out else Path("results") / f"{predictor.model_name}-{run}" / args.split
-    mark_incomplete(out)
     samples = find_samples(args.data, read_split(args.data, args.split), need_labels=False)
     volumes = read_volumes_file(args.data)
-    whole = complete_volumes(volumes, [sample.stem for sample in samples])
-    in_volumes = {stem for stems in whole.values() for stem in stems}
+    stems = [sample.stem for sample in samples]
+    whole = complete_volumes(volumes, stems)
+    outputs = planned_outputs(out, stems, sorted(whole), args.save_probabilities)
+    check_outputs([out, *outputs], input_files(Path(args.data), args.split, samples, predictor.checkpoint_path),
+                  DATASET_FOLDERS)
+    owner = run_owner(predictor.checkpoint_path, args.data, args.split)
+    check_folder_owner(out, owner, outputs)
+    mark_incomplete(out, owner)
+    in_volumes = {stem for members in whole.values() for stem in members}
     paths = {sample.stem: sample.image_path for sample in samples}
     names = predictor.class_names[:max(predictor.num_classes, 2)]
     progress = tqdm(total=len(paths), desc="predict", disable=None)  # no bar when stderr is not a terminal
@@ -78,11 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         label, probabilities = finish_labels(probabilities, predictor.num_classes, args.keep_largest)
         write_slice(path.stem, label, probabilities)
         progress.update()
-    for name, stems in whole.items():
-        stack = np.stack([prob for _, _, prob in predictor.predict_files([paths[s] for s in stems], args.batch_size)],
-                         axis=1)
+    for name, members in whole.items():
+        stack = np.stack([prob for _, _, prob in predictor.predict_files([paths[s] for s in members],
+                                                                         args.batch_size)], axis=1)
         labels, stack = finish_labels(stack, predictor.num_classes, args.keep_largest)
-        for index, stem in enumerate(stems):
+        for index, stem in enumerate(members):
             write_slice(stem, labels[index], stack[:, index])
         entry = volumes["volumes"][name]
         orientation = Orientation(tuple(entry["shape"]), np.asarray(entry["affine"]))
@@ -90,13 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.save_probabilities:
             save_nifti(out / "volumes" / f"{name}_probabilities.nii.gz",
                        probabilities_in_file_order(orientation, stack), orientation.affine)
-        progress.update(len(stems))
+        progress.update(len(members))
     progress.close()
-    write_json(out / PREDICTION_FILE, {"checkpoint": str(predictor.checkpoint_path), "data": str(args.data),
-                                         "split": args.split, "images": len(paths), "volumes": sorted(whole),
-                                         "class_names": predictor.class_names, "flip_tta": args.flip_tta,
-                                         "keep_largest": args.keep_largest, "amp": args.amp,
-                                         "intensity": predictor.intensity.to_json() if predictor.intensity else None})
+    write_json(out / PREDICTION_FILE, {**owner, "images": len(paths), "stems": stems, "volumes": sorted(whole),
+                                       "class_names": predictor.class_names, "flip_tta": args.flip_tta,
+                                       "keep_largest": args.keep_largest, "amp": args.amp,
+                                       "intensity": predictor.intensity.to_json() if predictor.intensity else None})
     (out / INCOMPLETE_FILE).unlink()
     print(f"{len(paths)} label maps written to {out}"
           + (f" ({len(whole)} volumes also as NIfTI in {out / 'volumes'})" if whole else "")

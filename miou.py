@@ -12,16 +12,20 @@ from tqdm import tqdm
 
 from utils.cli import MAX_CLASSES, ArgumentParser, int_at_least, run_main
 from utils.data.dataset import find_samples, read_split
-from utils.data.folders import INCOMPLETE_FILE, index_by_stem, read_class_names
+from utils.data.folders import CLASSES_FILE, DATASET_FOLDERS, index_by_stem, read_class_names, split_file
 from utils.data.splits import group_of
 from utils.errors import UserError
-from utils.evaluate.report import write_html_report
-from utils.evaluate.score_files import write_score_files
+from utils.evaluate.prediction_folder import PREDICTION_FILE, predicted_stems
+from utils.evaluate.report import check_report, write_html_report
+from utils.evaluate.score_files import check_score_outputs, write_score_files
 from utils.io.files import write_json
 from utils.io.images import open_image
 from utils.io.labels import IGNORE_INDEX, label_to_array
+from utils.io.outputs import check_outputs
 from utils.metrics import dice_per_class, mean_case_dice, scores_from_confusion
-from utils.volumes.index import read_volumes_file
+from utils.volumes.index import VOLUMES_FILE, read_volumes_file
+
+GROUPS_FILE = "groups.json"
 from utils.volumes.scoring import format_volume_report, score_volumes
 
 
@@ -54,10 +58,15 @@ def read_groups(data: Path, stems: list[str], pattern: str | None) -> dict[str, 
     """stem -> case group (patient): from --group REGEX, else the importer's groups.json, else None."""
     if pattern:
         return group_of(stems, pattern)
-    path = data / "groups.json"
+    path = data / GROUPS_FILE
     if not path.is_file():
         return None
-    groups = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        groups = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{path} is not UTF-8 JSON; re-import the data set or give --group REGEX") from None
+    if not isinstance(groups, dict):
+        raise UserError(f"{path} is not a JSON object of stem -> group; re-import the data set or give --group REGEX")
     missing = [s for s in stems if s not in groups]
     if missing:
         raise UserError(f"{path} names no group for {len(missing)} image(s): {', '.join(missing[:10])}")
@@ -138,20 +147,27 @@ def main(argv: list[str] | None = None) -> int:
     if names and len(names) != num_classes:
         names = None
     samples = find_samples(args.data, read_split(args.data, args.split))
-    if (Path(args.pred) / INCOMPLETE_FILE).exists():
-        raise UserError(f"{args.pred} holds an unfinished prediction (get_miou_prediction.py stopped before the "
-                        f"end); run get_miou_prediction.py again, then score")
-    predictions = index_by_stem(Path(args.pred))
-    missing = [s.stem for s in samples if s.stem not in predictions]
+    pred, data = Path(args.pred), Path(args.data)
+    stems = predicted_stems(pred, data, args.split, [s.stem for s in samples])
+    predictions = index_by_stem(pred)
+    missing = [stem for stem in stems if stem not in predictions]
     if missing:
         raise UserError(f"{len(missing)} image(s) of split '{args.split}' have no prediction in {args.pred}: "
                         f"{', '.join(missing[:10])}")
+    groups = read_groups(data, stems, args.group)
+    report = Path(args.json) if args.json else pred / "miou.json"
+    outputs = check_score_outputs(report, stems, pred)
+    if args.report:
+        outputs += check_report(report.parent, num_classes, len(samples))
+    inputs = [*(predictions[stem] for stem in stems), *(s.label_path for s in samples),
+              *(s.image_path for s in samples), split_file(data, args.split), pred / PREDICTION_FILE,
+              *(data / name for name in (CLASSES_FILE, GROUPS_FILE, VOLUMES_FILE))]
+    check_outputs(outputs, inputs, DATASET_FOLDERS)
     matrices = accumulate([(predictions[s.stem], s.label_path) for s in samples], num_classes)
     scores = scores_from_confusion(sum(matrices), names)
     scores.update(images=len(samples), split=args.split, data=str(args.data), pred=str(args.pred))
-    stems = [s.stem for s in samples]
     empty = None if args.empty_case == "exclude" else 1.0
-    scores["per_case"] = case_report(matrices, stems, read_groups(Path(args.data), stems, args.group), empty)
+    scores["per_case"] = case_report(matrices, stems, groups, empty)
     print(format_report(scores))
     volumes = read_volumes_file(args.data)
     if volumes:
@@ -161,13 +177,11 @@ def main(argv: list[str] | None = None) -> int:
                                           read_label_map)
         print()
         print(format_volume_report(scores["volumes"]))
-    report = Path(args.json) if args.json else Path(args.pred) / "miou.json"
     write_json(report, scores)
     print(f"report written to {report}")
     print("\n".join(write_score_files(report.parent, scores, stems, matrices)))
     if args.report:
-        page = write_html_report(report.parent, scores, samples, predictions, matrices,
-                                 read_groups(Path(args.data), stems, args.group))
+        page = write_html_report(report.parent, scores, samples, predictions, matrices, groups)
         print(f"HTML report written to {page} (open it in a browser; it needs no network)")
     return 0
 

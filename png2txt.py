@@ -6,9 +6,10 @@ from pathlib import Path
 
 from utils.cli import ArgumentParser, float_in, run_main
 from utils.data.folders import images_dir, index_by_stem, labels_dir, split_file
-from utils.data.splits import group_of, natural_key, split_stems
+from utils.data.splits import check_group_pattern, group_of, natural_key, split_stems
 from utils.errors import UserError
 from utils.io.files import write_text
+from utils.io.outputs import check_outputs
 from utils.volumes.index import read_volumes_file
 
 
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-ratio", type=float_in(0, 1, high_open=True), default=0.1, help="fraction of images for validation (9:1 default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shuffle")
     parser.add_argument("--group", default=None,
-                        help="regex on the file stem whose first group (or match) names a patient/volume; "
+                        help="regex on the file stem whose first capture group names a patient/volume; "
                              "all images of one group fall on the same side, e.g. '^(.*)_\\d+$' "
                              "(default for imported volumes: the volume, from volumes.json)")
     args = parser.parse_args(argv)
@@ -37,10 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"no image/label pairs in {images_dir(root)} and {labels_dir(root)}")
     volumes = None if args.group else read_volumes_file(root)
     groups = volume_groups(volumes, stems) if volumes else group_of(stems, args.group)
+    if args.group:
+        check_group_pattern(args.group, stems, groups, args.val_ratio)
     train, val = split_stems(stems, args.val_ratio, args.seed, groups=groups)
     excluded = {stem for entry in volumes["volumes"].values() for stem in entry["train_excluded"]} if volumes else set()
     train = [stem for stem in train if stem not in excluded]
-    for name, items in (("train", train), ("val", val), ("trainval", sorted(stems, key=natural_key))):
+    splits = (("train", train), ("val", val), ("trainval", sorted(stems, key=natural_key)))
+    check_outputs([split_file(root, name) for name, _ in splits], [*images.values(), *labels.values()])
+    for name, items in splits:
         write_text(split_file(root, name), "".join(f"{stem}\n" for stem in items))
     kind = "volumes from volumes.json" if volumes else "groups"
     print(f"{len(stems)} pairs ({len(set(groups.values()))} {kind}): train {len(train)}, val {len(val)} -> "

@@ -6,11 +6,13 @@ voxels (same shape, affine and orientation) and, with --overlay, <name>_slice<K>
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
 
 from utils.cli import ArgumentParser, float_in, int_at_least, run_main
+from utils.data.folders import DATASET_FOLDERS
 from utils.errors import UserError
 from utils.infer.loading import load_predictor
 from utils.infer.options import add_inference_arguments
@@ -19,6 +21,7 @@ from utils.infer.predictor import Predictor
 from utils.io.files import save_image
 from utils.io.intensity import intensity_from_options
 from utils.io.labels import overlay, save_label_png
+from utils.io.outputs import check_outputs, resolved
 from utils.runtime.forward import PREDICT_BATCH
 from utils.volumes.geometry import is_nifti, nifti_stem, save_nifti
 from utils.volumes.inference import (
@@ -38,6 +41,23 @@ def is_volume(path: Path) -> bool:
 def output_name(path: Path) -> str:
     """The stem outputs are named after: the file stem, or the series folder's name."""
     return nifti_stem(path) if is_nifti(path) else path.name if path.is_dir() else path.stem
+
+
+def planned_outputs(paths: list[Path], args: argparse.Namespace, out: Path) -> list[Path]:
+    """Every file the run writes; an input in `out` named like a slice overlay stands for that overlay."""
+    outputs = [out]
+    probabilities = ("probabilities",) if args.save_probabilities else ()
+    for path in paths:
+        name = output_name(path)
+        if not is_volume(path):
+            outputs += [out / f"{name}_{kind}.{'npz' if kind == 'probabilities' else 'png'}"
+                        for kind in ("label", "overlay", *probabilities)]
+            continue
+        outputs += [out / f"{name}_{kind}.nii.gz" for kind in ("label", *probabilities)]
+        if args.overlay:  # the slices are known once the volume is read
+            pattern = re.compile(re.escape(name) + r"_slice\d{3,}_overlay\.png")
+            outputs += [p for p in paths if pattern.fullmatch(p.name) and resolved(p.parent) == resolved(out)]
+    return outputs
 
 
 def class_counts(predictor: Predictor, label: np.ndarray, unit: str) -> str:
@@ -77,14 +97,14 @@ def predict_volumes(predictor: Predictor, paths: list[Path], args: argparse.Name
         name = output_name(path)
         like = path if is_nifti(path) else None
         target = out / f"{name}_label.nii.gz"
+        picks = overlay_slices(args.overlay, labels) if args.overlay else []  # checked before anything is written
         save_nifti(target, orientation.from_stack(labels), volume.affine, like=like)
         if args.save_probabilities:
             save_nifti(out / f"{name}_probabilities.nii.gz", probabilities_in_file_order(orientation, probabilities),
                        volume.affine, like=like)
-        if args.overlay:
-            for index in overlay_slices(args.overlay, labels):
-                save_image(out / f"{name}_slice{index:03d}_overlay.png",
-                           overlay(stack[index], labels[index], classes, args.alpha))
+        for index in picks:
+            save_image(out / f"{name}_slice{index:03d}_overlay.png",
+                       overlay(stack[index], labels[index], classes, args.alpha))
         spacing = orientation.stack_spacing()
         voxel_ml = float(np.prod(spacing)) / 1000
         counts = np.bincount(labels.ravel(), minlength=classes)
@@ -120,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         if clash != path:
             raise UserError(f"{clash} and {path} would write the same output names ('{output_name(path)}'); "
                             f"predict them into different --out folders")
+    out = Path(args.out)
+    check_outputs(planned_outputs(paths, args, out), [*paths, Path(args.checkpoint)], DATASET_FOLDERS)
     predictor = load_predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap,
                           intensity=intensity_from_options(args.window, args.percentile), amp=args.amp)
-    out = Path(args.out)
     predict_images(predictor, [p for p in paths if not is_volume(p)], args, out)
     predict_volumes(predictor, [p for p in paths if is_volume(p)], args, out)
     return 0

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import pickle
+import warnings
 
 import torch
 from torch import nn
 
-from utils.errors import UserError
+from utils.errors import UserError, refused_load_reason
 
 # Configuration D without its last pooling: the fifth block's output is the deepest feature map.
 VGG16_LAYOUT: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
@@ -51,11 +53,19 @@ class VGG16Encoder(nn.Module):
     def load_torchvision_weights(self, path: str | os.PathLike) -> None:
         """Load `features.*` from a local torchvision VGG16 state-dict file; a mismatch is a UserError."""
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's note on a TorchScript archive advises turning weights_only off
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise UserError(f"pretrained weights file not found: {path}") from None
+        except pickle.UnpicklingError as exc:
+            reason = refused_load_reason(exc)
+            if "GLOBAL" not in reason:
+                raise UserError(f"cannot read pretrained weights {path}: not a torch.save file ({reason})") from None
+            raise UserError(f"{path}: refused to load: it holds objects other than tensors and plain types, which "
+                            f"could run code ({reason}); use torchvision's vgg16 state dict file") from None
         except Exception as exc:  # torch raises many types for a corrupt or non-tensor file
-            raise UserError(f"cannot read pretrained weights {path}: {exc.__class__.__name__}: {exc}") from None
+            raise UserError(f"cannot read pretrained weights {path}: {refused_load_reason(exc)}") from None
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         if not isinstance(state, dict):

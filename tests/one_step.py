@@ -15,6 +15,7 @@ from torch import nn
 
 import nets
 from nets.blocks import DoubleConvBN, DoubleConvReLU, upsample_to
+from tests.conftest import tiny_train_args
 from utils.io.checkpoint import load_checkpoint
 from utils.train.loop import train
 
@@ -51,10 +52,8 @@ def one_step(data: Path, logs: Path, *extra: str, device: str = "cpu"
              ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(initial parameters, parameters after training) of a run of exactly one fp32 SGD step (6 images, batch 6)."""
     before = len(MiniUNet.initial)
-    args = ["--data", str(data), "--input-size", "32", "--in-channels", "1", "--batch-size", "6", "--epochs", "1",
-            "--optimizer", "sgd", "--lr", "0.5", "--momentum", "0.9", "--seed", "7", "--workers", "0",
-            "--device", device, "--no-amp", "--log-dir", str(logs), "--run-name", "r", "--no-progress",
-            "--overlays", "0", *extra]
+    args = tiny_train_args(data, logs, "--in-channels", "1", "--batch-size", "6", "--optimizer", "sgd", "--lr", "0.5",
+                           "--momentum", "0.9", "--seed", "7", "--device", device, *extra)
     assert train("unet_bn", args) == 0
     assert len(MiniUNet.initial) == before + 1
     initial = MiniUNet.initial[-1]

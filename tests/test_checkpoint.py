@@ -7,21 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from nets import build_model
+from tests.conftest import untrained_checkpoint
 from utils.errors import UserError
 from utils.io.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from utils.io.files import atomic_open
 
 
-def tiny_checkpoint() -> dict:
-    torch.manual_seed(0)
-    model = build_model("unet_bn", num_classes=3, in_channels=1)
-    return {"model": {"name": "unet_bn", "num_classes": 3, "in_channels": 1}, "class_names": ["a", "b", "c"],
-            "input_size": 64, "normalization": {"mean": [0.5], "std": [0.25]}, "state_dict": model.state_dict()}
-
-
 def test_round_trip_rebuilds_identical_model(tmp_path: Path) -> None:
-    state = tiny_checkpoint()
+    state = untrained_checkpoint(num_classes=3, size=64, class_names=["a", "b", "c"])
     save_checkpoint(tmp_path / "c.pt", state)
     loaded = load_checkpoint(tmp_path / "c.pt")
     assert loaded["class_names"] == ["a", "b", "c"] and loaded["input_size"] == 64
@@ -32,7 +25,7 @@ def test_round_trip_rebuilds_identical_model(tmp_path: Path) -> None:
 
 
 def test_truncated_file_is_a_clear_error(tmp_path: Path) -> None:
-    save_checkpoint(tmp_path / "c.pt", tiny_checkpoint())
+    save_checkpoint(tmp_path / "c.pt", untrained_checkpoint())
     data = (tmp_path / "c.pt").read_bytes()
     (tmp_path / "c.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError, match="not a readable checkpoint"):
@@ -51,7 +44,7 @@ def test_foreign_and_unsafe_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_weights_of_another_shape_are_refused(tmp_path: Path) -> None:
-    state = tiny_checkpoint()
+    state = untrained_checkpoint()
     state["model"]["num_classes"] = 5
     state["class_names"] = [f"c{i}" for i in range(5)]
     save_checkpoint(tmp_path / "c.pt", state)
@@ -72,7 +65,7 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
 
 def test_full_disk_during_save_is_a_clear_error_and_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "last.pt"
-    save_checkpoint(target, tiny_checkpoint())
+    save_checkpoint(target, untrained_checkpoint())
     before = target.read_bytes()
 
     def full_disk(*_args, **_kwargs) -> None:  # what torch's zip writer raises when the disk fills up
@@ -80,6 +73,6 @@ def test_full_disk_during_save_is_a_clear_error_and_keeps_the_old_checkpoint(tmp
 
     monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(UserError, match=r"could not write checkpoint .*last\.pt.*unchanged"):
-        save_checkpoint(target, tiny_checkpoint())
+        save_checkpoint(target, untrained_checkpoint())
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

@@ -15,6 +15,7 @@ from PIL import Image
 from torch import nn
 
 import nets
+from tests.conftest import tiny_train_args
 from utils.data.dataset import read_split
 from utils.runtime.device import default_normalization, normalize
 from utils.train.loop import train
@@ -46,11 +47,8 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
 
 
 def train_on_crops(data: Path, logs: Path, *extra: str) -> None:
-    args = ["--data", str(data), "--crop", "--input-size", str(CROP), "--in-channels", "1", "--batch-size", "3",
-            "--epochs", "1", "--workers", "0", "--lr", "1e-3", "--seed", "3", "--device", "cpu",
-            "--no-amp", "--no-channels-last", "--log-dir", str(logs), "--run-name", "r", "--no-progress",
-            "--overlays", "0", *extra]
-    assert train("unet_bn", args) == 0
+    assert train("unet_bn", tiny_train_args(data, logs, "--crop", "--input-size", str(CROP), "--in-channels", "1",
+                                            "--seed", "3", "--device", "cpu", *extra)) == 0
 
 
 def training_windows(data: Path) -> torch.Tensor:

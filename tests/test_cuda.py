@@ -1,5 +1,6 @@
-"""The CUDA paths: AMP (bf16, fp16 with the grad scaler), channels-last, fused Adam, cuDNN autotuning, on-device
-augmentation, the torchrun process group, train -> score -> predict, and GPU checkpoints on a CPU-only machine.
+"""The CUDA paths: one optimiser step against the CPU's, AMP (bf16, fp16 with the grad scaler), channels-last,
+fused Adam, cuDNN autotuning, on-device augmentation, the torchrun process group, train -> score -> predict, and
+GPU checkpoints on a CPU-only machine.
 
 Every test here is marked `cuda` and skips without a GPU: `pytest -m cuda` selects them.
 """
@@ -19,11 +20,14 @@ import get_miou_prediction
 import miou
 import predict
 from nets import build_model
+from tests import one_step
+from tests.conftest import tiny_train_args
 from utils.cli import run_main
 from utils.infer.predictor import Predictor
 from utils.io.checkpoint import load_checkpoint
-from utils.train import loop as training
-from utils.train.loop import Trainer, train
+from utils.train import build as training
+from utils.train.build import build_run
+from utils.train.loop import train
 from utils.train.options import train_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,16 +37,16 @@ TIMING = ("data_seconds", "step_seconds")
 
 @pytest.fixture(autouse=True)
 def restore_cudnn_benchmark() -> None:
-    """Trainers set the global cuDNN autotuning flag: put it back for the next test."""
+    """Runs set the global cuDNN autotuning flag: put it back for the next test."""
     before = torch.backends.cudnn.benchmark
     yield
     torch.backends.cudnn.benchmark = before
 
 
 def cuda_args(data: Path, logs: Path, *extra: str) -> list[str]:
-    return ["--data", str(data), "--input-size", "32", "--batch-size", "3", "--workers", "0", "--lr", "1e-3",
-            "--in-channels", "1", "--log-dir", str(logs), "--run-name", "r", "--no-progress", "--overlays", "1",
-            "--device", "cuda", *extra]
+    """A tiny run on the GPU, speed options left to each test (or to the probe)."""
+    return tiny_train_args(data, logs, "--in-channels", "1", "--overlays", "1", "--device", "cuda", *extra,
+                           pin_speed=False)
 
 
 def curve(history: list[dict]) -> list[dict]:
@@ -51,6 +55,27 @@ def curve(history: list[dict]) -> list[dict]:
 
 def last(logs: Path, model: str = "unet_bn") -> dict:
     return load_checkpoint(logs / model / "r" / "last.pt")
+
+
+# Relative to each tensor's update. With TF32 off, cuDNN's and the CPU's fp32 kernels differ in rounding
+# only; a step skipped, or weights read back in the wrong memory layout, differ by the whole step or more.
+CUDA_RELATIVE = 1e-2
+
+
+@pytest.mark.parametrize("layout", ["--no-channels-last", "--channels-last"])
+def test_one_sgd_step_on_cuda_is_the_step_on_the_cpu(square_dataset: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch, layout: str) -> None:
+    one_step.register(monkeypatch)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    initial, cpu = one_step.one_step(square_dataset, tmp_path / "cpu", "--no-channels-last")
+    initial_cuda, cuda = one_step.one_step(square_dataset, tmp_path / "cuda", layout, "--no-cudnn-benchmark",
+                                           device="cuda")
+    for name in initial:  # the weights are drawn on the CPU, with the same seed
+        torch.testing.assert_close(initial_cuda[name], initial[name], rtol=0, atol=0)
+    assert all(t.device.type == "cpu" for t in cuda.values())
+    assert one_step.compare_steps(initial, cpu, cuda, CUDA_RELATIVE) == []
+    # The tolerance is far below the step: the untrained weights do not pass for the trained ones.
+    assert len(one_step.compare_steps(initial, cpu, initial, CUDA_RELATIVE)) >= len(one_step.learning_weights(initial))
 
 
 def test_bf16_autocast_training_step() -> None:
@@ -134,12 +159,12 @@ def test_cudnn_benchmark_follows_the_options(square_dataset: Path, tmp_path: Pat
                                              expected: bool) -> None:
     args = train_parser("unet_bn").parse_args(cuda_args(square_dataset, tmp_path, "--no-amp", "--no-channels-last",
                                                         *flags))
-    trainer = Trainer("unet_bn", args)
+    run = build_run("unet_bn", args)
     try:
         assert torch.backends.cudnn.benchmark is expected
-        assert next(trainer.net.parameters()).is_cuda
+        assert next(run.net.parameters()).is_cuda
     finally:
-        trainer.lock.close()
+        run.lock.close()
         torch.use_deterministic_algorithms(False)
 
 

@@ -12,19 +12,12 @@ from PIL import Image
 import get_miou_prediction
 import miou
 import predict
+from tests.conftest import tiny_train_args, write_pair, write_split
 from utils.cli import run_main
 from utils.io.checkpoint import load_checkpoint
 from utils.train.loop import train
 
 TIMING = ("data_seconds", "step_seconds")
-# The speed defaults are timed per machine (utils/speed_probe.py); tests pin fp32 NCHW so they check the
-# same numbers on every machine, and skip the probe.
-FP32_NCHW = ("--no-amp", "--no-channels-last")
-
-
-def train_args(data: Path, logs: Path, *extra: str) -> list[str]:
-    return ["--data", str(data), "--input-size", "32", "--batch-size", "3", "--workers", "0", "--lr", "1e-3",
-            "--log-dir", str(logs), "--run-name", "r", "--no-progress", "--overlays", "1", *FP32_NCHW, *extra]
 
 
 def curve(history: list[dict]) -> list[dict]:
@@ -33,7 +26,8 @@ def curve(history: list[dict]) -> list[dict]:
 
 def test_train_score_predict(square_dataset: Path, tmp_path: Path, capsys) -> None:
     logs = tmp_path / "logs"
-    assert train("unet_bn", train_args(square_dataset, logs, "--epochs", "2", "--in-channels", "1")) == 0
+    assert train("unet_bn", tiny_train_args(square_dataset, logs, "--epochs", "2", "--in-channels", "1",
+                                            "--overlays", "1")) == 0
     run = logs / "unet_bn" / "r"
     assert {"last.pt", "best.pt", "history.json"} <= {p.name for p in run.iterdir()}
     assert any(p.name.startswith("events.out.tfevents") for p in run.iterdir())
@@ -70,11 +64,11 @@ def test_train_score_predict(square_dataset: Path, tmp_path: Path, capsys) -> No
 
 def test_resume_matches_an_uninterrupted_run(square_dataset: Path, tmp_path: Path) -> None:
     common = ("--in-channels", "1", "--augment", "light", "--deterministic", "--seed", "3")
-    assert train("att_unet", train_args(square_dataset, tmp_path / "a", "--epochs", "2", *common)) == 0
-    assert train("att_unet", train_args(square_dataset, tmp_path / "b", "--epochs", "1", *common)) == 0
+    assert train("att_unet", tiny_train_args(square_dataset, tmp_path / "a", "--epochs", "2", *common)) == 0
+    assert train("att_unet", tiny_train_args(square_dataset, tmp_path / "b", "--epochs", "1", *common)) == 0
     first_half = tmp_path / "b" / "att_unet" / "r" / "last.pt"
-    assert train("att_unet", train_args(square_dataset, tmp_path / "b", "--epochs", "2", *common,
-                                        "--resume", str(first_half))) == 0
+    assert train("att_unet", tiny_train_args(square_dataset, tmp_path / "b", "--epochs", "2", *common,
+                                             "--resume", str(first_half))) == 0
     straight = load_checkpoint(tmp_path / "a" / "att_unet" / "r" / "last.pt")
     resumed = load_checkpoint(first_half)
     assert resumed["epoch"] == straight["epoch"] == 2
@@ -86,10 +80,10 @@ def test_resume_matches_an_uninterrupted_run(square_dataset: Path, tmp_path: Pat
 @pytest.mark.parametrize("crop", [False, True])
 def test_augmenting_on_the_device_trains_like_augmenting_in_the_loader(square_dataset: Path, tmp_path: Path,
                                                                        crop: bool) -> None:
-    common = ("--in-channels", "1", "--augment", "medical", "--deterministic", "--epochs", "1", "--seed", "5",
+    common = ("--in-channels", "1", "--augment", "medical", "--deterministic", "--seed", "5",
               "--weight-map", *(("--crop", "--input-size", "24") if crop else ()))
-    assert train("unet_bn", train_args(square_dataset, tmp_path / "loader", *common)) == 0
-    assert train("unet_bn", train_args(square_dataset, tmp_path / "device", *common, "--augment-on-device")) == 0
+    assert train("unet_bn", tiny_train_args(square_dataset, tmp_path / "loader", *common)) == 0
+    assert train("unet_bn", tiny_train_args(square_dataset, tmp_path / "device", *common, "--augment-on-device")) == 0
     loader = load_checkpoint(tmp_path / "loader" / "unet_bn" / "r" / "last.pt")
     device = load_checkpoint(tmp_path / "device" / "unet_bn" / "r" / "last.pt")
     if crop:  # the device draws its own augmentation parameters after the loader's crop
@@ -103,14 +97,14 @@ def test_augmenting_on_the_device_trains_like_augmenting_in_the_loader(square_da
 
 def test_second_run_gets_a_new_folder(square_dataset: Path, tmp_path: Path) -> None:
     for _ in range(2):
-        assert train("unet_bn", train_args(square_dataset, tmp_path, "--epochs", "1", "--in-channels", "1")) == 0
+        assert train("unet_bn", tiny_train_args(square_dataset, tmp_path, "--in-channels", "1")) == 0
     assert sorted(p.name for p in (tmp_path / "unet_bn").iterdir()) == ["r", "r-2"]
 
 
 def test_bad_data_exits_with_code_2(square_dataset: Path, tmp_path: Path, capsys) -> None:
     (square_dataset / "Labels" / "img_1.png").write_bytes(b"")
     (square_dataset / "Images" / "img_7.png").unlink()
-    assert train("unet", train_args(square_dataset, tmp_path, "--epochs", "1")) == 2
+    assert train("unet", tiny_train_args(square_dataset, tmp_path)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: split 'train': 1 problem(s)") and "img_1.png: empty file" in err
     assert "split 'val'" in err and "img_7.*: image listed in the split but missing" in err
@@ -121,7 +115,6 @@ def test_bad_data_exits_with_code_2(square_dataset: Path, tmp_path: Path, capsys
 
 
 def test_miou_per_case_and_per_patient_dice(tmp_path: Path) -> None:
-    from tests.conftest import write_pair, write_split
     # Patient A: image a1 label 2 px of class 1, prediction hits 1 (+1 false positive) -> Dice 2*1/(2+2) = 0.5
     # Patient A: image a2 has no class 1 in label or prediction -> undefined, excluded (or 1 with --empty-case one)
     # Patient B: image b1 label 4 px, prediction exact -> Dice 1.
@@ -148,8 +141,8 @@ def test_miou_per_case_and_per_patient_dice(tmp_path: Path) -> None:
 
 
 def test_bf16_autocast_on_the_cpu_trains_and_validates_in_fp32(square_dataset: Path, tmp_path: Path) -> None:
-    assert train("unet_bn", train_args(square_dataset, tmp_path, "--epochs", "1", "--in-channels", "1",
-                                       "--amp", "--channels-last")) == 0
+    assert train("unet_bn", tiny_train_args(square_dataset, tmp_path, "--in-channels", "1",
+                                            "--amp", "--channels-last")) == 0
     checkpoint = load_checkpoint(tmp_path / "unet_bn" / "r" / "last.pt")
     assert all(t.dtype == torch.float32 for t in checkpoint["state_dict"].values() if t.is_floating_point())
     # validation runs in fp32 even when training autocasts, so the offline score is the printed one
@@ -163,8 +156,8 @@ def test_bf16_autocast_on_the_cpu_trains_and_validates_in_fp32(square_dataset: P
 
 def test_channels_last_trains_the_same_model(square_dataset: Path, tmp_path: Path) -> None:
     for layout in ("--channels-last", "--no-channels-last"):
-        assert train("unet_bn", train_args(square_dataset, tmp_path / layout, "--epochs", "1", "--in-channels", "1",
-                                           "--optimizer", "sgd", layout)) == 0
+        assert train("unet_bn", tiny_train_args(square_dataset, tmp_path / layout, "--in-channels", "1",
+                                                "--optimizer", "sgd", layout)) == 0
     nhwc = load_checkpoint(tmp_path / "--channels-last" / "unet_bn" / "r" / "last.pt")["state_dict"]
     nchw = load_checkpoint(tmp_path / "--no-channels-last" / "unet_bn" / "r" / "last.pt")["state_dict"]
     for key, tensor in nchw.items():
@@ -173,8 +166,8 @@ def test_channels_last_trains_the_same_model(square_dataset: Path, tmp_path: Pat
 
 def test_fused_and_unfused_adam_train_the_same_model(square_dataset: Path, tmp_path: Path) -> None:
     for flag in ("--fused-optimizer", "--no-fused-optimizer"):
-        assert train("unet_bn", train_args(square_dataset, tmp_path / flag, "--epochs", "2", "--in-channels", "1",
-                                           flag)) == 0
+        assert train("unet_bn", tiny_train_args(square_dataset, tmp_path / flag, "--epochs", "2", "--in-channels", "1",
+                                                flag)) == 0
     fused = load_checkpoint(tmp_path / "--fused-optimizer" / "unet_bn" / "r" / "last.pt")
     loop = load_checkpoint(tmp_path / "--no-fused-optimizer" / "unet_bn" / "r" / "last.pt")
     assert fused["optimizer"]["param_groups"][0]["fused"] is True

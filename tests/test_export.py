@@ -17,14 +17,16 @@ import torch
 from onnx import TensorProto, helper
 from PIL import Image
 
-import benchmark
 import export as export_script
 import get_miou_prediction
 import miou
 import predict
-from nets import build_model
-from tests.conftest import ROOT, write_pair, write_split
+from tests.conftest import ROOT, write_checkpoint, write_pair, write_split
 from tests.volume_data import LPS_AFFINE, phantom, write_nifti
+from utils.bench.measure import export_model_file, measure
+from utils.bench.rates import add_rates, add_speedups
+from utils.bench.report import table_row
+from utils.bench.variants import EAGER, ONNXRUNTIME, Config
 from utils.cli import run_main
 from utils.errors import UserError
 from utils.infer import export as export_module
@@ -44,27 +46,14 @@ from utils.infer.onnx import OnnxPredictor
 from utils.infer.predictor import Predictor
 from utils.io.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from utils.runtime.device import default_normalization
-from utils.train.loop import train
 
 WINDOW = {"intensity": {"kind": "window", "low": -160.0, "high": 240.0, "name": None}, "context": 0}
-
-
-def write_checkpoint(path: Path, name: str, in_channels: int = 3, num_classes: int = 2, size: int = 32,
-                     **extra: object) -> Path:
-    """An untrained model saved as this repository's checkpoint (enough for parity)."""
-    torch.manual_seed(0)
-    model = build_model(name, num_classes=num_classes, in_channels=in_channels)
-    save_checkpoint(path, {"model": {"name": name, "num_classes": num_classes, "in_channels": in_channels},
-                           "class_names": [f"class{i}" for i in range(max(num_classes, 2))], "input_size": size,
-                           "input_mode": "letterbox", "normalization": default_normalization(in_channels),
-                           "state_dict": model.state_dict(), **extra})
-    return path
 
 
 @pytest.mark.parametrize("name, in_channels, num_classes", [
     ("unet", 3, 2), ("unet_bn", 3, 2), ("att_unet", 3, 2), ("unet_bn", 1, 1), ("att_unet", 1, 3)])
 def test_onnx_export_matches_pytorch(tmp_path: Path, name: str, in_channels: int, num_classes: int) -> None:
-    checkpoint = write_checkpoint(tmp_path / "c.pt", name, in_channels, num_classes)
+    checkpoint = write_checkpoint(tmp_path / "c.pt", name, in_channels=in_channels, num_classes=num_classes)
     result = export(checkpoint, tmp_path / "m.onnx")
     # random inputs: 2 at 32x32 and 1 at an odd, non-square 17x40 (dynamic height and width)
     assert result.pixels == 2 * 32 * 32 + 17 * 40
@@ -80,7 +69,7 @@ def test_onnx_export_matches_pytorch(tmp_path: Path, name: str, in_channels: int
 
 
 def test_metadata_round_trip(trained: dict[str, Path], tmp_path: Path) -> None:
-    checkpoint_path = write_checkpoint(tmp_path / "c.pt", "unet_bn", 1, 1, size=32, input_mode="crop",
+    checkpoint_path = write_checkpoint(tmp_path / "c.pt", "unet_bn", num_classes=1, input_mode="crop",
                                        preprocessing=WINDOW)
     checkpoint = load_checkpoint(checkpoint_path)
     expected = {"model": {"name": "unet_bn", "num_classes": 1, "in_channels": 1},
@@ -103,7 +92,7 @@ def test_metadata_round_trip(trained: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_torchscript_export_loads_and_matches(tmp_path: Path) -> None:
-    checkpoint = write_checkpoint(tmp_path / "c.pt", "att_unet", 1, 2)
+    checkpoint = write_checkpoint(tmp_path / "c.pt", "att_unet")
     result = export(checkpoint, tmp_path / "m.ts", "torchscript")
     assert result.passed and result.max_difference <= 1e-6
     assert read_description(tmp_path / "m.ts") == description(load_checkpoint(checkpoint))
@@ -117,7 +106,7 @@ def test_torchscript_export_loads_and_matches(tmp_path: Path) -> None:
 
 
 def test_parity_failure_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    checkpoint = write_checkpoint(tmp_path / "c.pt", "unet_bn", 1, 2)
+    checkpoint = write_checkpoint(tmp_path / "c.pt")
     monkeypatch.setattr(export_module, "LOGIT_TOLERANCE", -1.0)  # any difference, even 0, fails
     with pytest.raises(UserError, match=r"m\.ts: not written: the exported model does not match PyTorch"):
         export(checkpoint, tmp_path / "m.ts", "torchscript")
@@ -125,7 +114,7 @@ def test_parity_failure_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_bad_options_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    checkpoint = write_checkpoint(tmp_path / "c.pt", "unet_bn", 1, 2)
+    checkpoint = write_checkpoint(tmp_path / "c.pt")
     cases = [(["--opset", "9"], "--opset 9 is not supported"),
              (["--format", "torchscript"], "must not be named .onnx"),
              (["--max-images", "0"], "--max-images must be at least 1")]
@@ -135,32 +124,24 @@ def test_bad_options_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) 
         assert message in capsys.readouterr().err
     assert run_main(export_script.main, ["--checkpoint", str(checkpoint), "--out", str(checkpoint),
                                          "--format", "torchscript"]) == 2
-    assert "refusing to overwrite the checkpoint" in capsys.readouterr().err
+    assert f"refusing to write {checkpoint}: it is the input" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Squares (1 channel), unet_bn trained 1 epoch at 32 px, re-saved with a CT window, exported to ONNX."""
+def trained(tmp_path_factory: pytest.TempPathFactory, trained_run: Path) -> dict[str, Path]:
+    """The session's trained unet_bn re-saved with a CT window and exported to ONNX, checked on squares whose val
+    images are not square."""
     root = tmp_path_factory.mktemp("export")
     rng = np.random.default_rng(0)
-    data, stems = root / "squares", []
-    for index in range(8):
-        height, width = (32, 32) if index < 6 else (40, 56)  # val images are not square: letterbox + resize back
-        label = np.zeros((height, width), dtype=np.uint8)
-        top, left = rng.integers(2, height - 14), rng.integers(2, width - 14)
+    data, stems = root / "squares", ["img_6", "img_7"]
+    for stem in stems:  # not square: letterbox + resize back
+        label = np.zeros((40, 56), dtype=np.uint8)
+        top, left = rng.integers(2, 40 - 14), rng.integers(2, 56 - 14)
         label[top:top + 12, left:left + 12] = 1
-        write_pair(data, f"img_{index}", (rng.normal(60, 10, label.shape) + 120 * label).clip(0, 255).astype(np.uint8),
-                   label)
-        stems.append(f"img_{index}")
-    write_split(data, "train", stems[:6])
-    write_split(data, "val", stems[6:])
-    logs = root / "logs"
-    assert train("unet_bn", ["--data", str(data), "--input-size", "32", "--batch-size", "3", "--workers", "0",
-                             "--lr", "1e-3", "--epochs", "1", "--in-channels", "1", "--log-dir", str(logs),
-                             "--run-name", "r", "--no-progress", "--overlays", "0", "--no-amp",
-                             "--no-channels-last"]) == 0
-    checkpoint = load_checkpoint(logs / "unet_bn" / "r" / "best.pt")
+        write_pair(data, stem, (rng.normal(60, 10, label.shape) + 120 * label).clip(0, 255).astype(np.uint8), label)
+    write_split(data, "val", stems)
+    checkpoint = load_checkpoint(trained_run / "best.pt")
     pt = root / "model" / "best.pt"
     save_checkpoint(pt, {**checkpoint, "preprocessing": WINDOW})  # volumes need the import's scaling
     report = io.StringIO()
@@ -286,20 +267,20 @@ def test_pytorch_users_do_not_load_onnxruntime() -> None:
 
 
 def test_benchmark_measures_onnxruntime_inference(tmp_path: Path) -> None:
-    config = benchmark.Config("unet_bn", benchmark.ONNXRUNTIME, "cpu", size=32, batch=2, steps=2, warmup=1,
-                              threads=2, in_channels=1, num_classes=2, model_file=str(tmp_path / "m.onnx"))
-    benchmark.export_model_file(config)
+    config = Config("unet_bn", ONNXRUNTIME, "cpu", size=32, batch=2, steps=2, warmup=1, threads=2, in_channels=1,
+                    num_classes=2, model_file=str(tmp_path / "m.onnx"))
+    export_model_file(config)
     record = {"model": "unet_bn", "variant": "onnxruntime", "levers": asdict(config.variant), "device": "cpu",
-              "size": 32, "batch": 2, **benchmark.measure(config)}
+              "size": 32, "batch": 2, **measure(config)}
     infer = record["infer"]
     assert record["train"] is None and len(infer["step_seconds"]) == 2 and infer["provider"] == "CPUExecutionProvider"
     assert infer["img_per_s"] == pytest.approx(2 / infer["median_step_seconds"])
-    eager = {"model": "unet_bn", "variant": benchmark.EAGER.name, "train": {"img_per_s": 1.0},
+    eager = {"model": "unet_bn", "variant": EAGER.name, "train": {"img_per_s": 1.0},
              "infer": {"img_per_s": infer["img_per_s"] / 2}}
-    benchmark.add_rates(record, {"infer": 1e9, "train": 3e9}, {"fp32": {"gflops": 100.0}})
-    benchmark.add_speedups([eager, record])
+    add_rates(record, {"infer": 1e9, "train": 3e9}, {"fp32": {"gflops": 100.0}})
+    add_speedups([eager, record])
     assert infer["gflops"] == pytest.approx(infer["img_per_s"]) and infer["peak"] == "fp32"
     assert record["speedup"] == {"train": None, "infer": pytest.approx(2.0)}
-    cells = [cell.strip() for cell in benchmark.table_row(record).split("|")[1:-1]]
+    cells = [cell.strip() for cell in table_row(record).split("|")[1:-1]]
     assert cells[1] == "onnxruntime: fp32, CPUExecutionProvider" and len(cells) == 12
     assert cells[5] == cells[7] == cells[9] == "-" and cells[11] == "- / 2.00x"

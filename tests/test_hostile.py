@@ -14,15 +14,15 @@ import get_miou_prediction
 import import_dataset
 import miou
 import predict
-from nets import build_model
-from tests.conftest import write_split
-from tests.test_end_to_end import train_args
+import utils.train.loop
+from tests.conftest import tiny_train_args, write_checkpoint, write_split
 from utils.cli import run_main
 from utils.errors import UserError
 from utils.infer.predictor import Predictor
 from utils.io.checkpoint import load_checkpoint, save_checkpoint
-from utils.train.loop import Trainer, train
+from utils.train.loop import train
 from utils.train.run_folder import lock_run_dir
+from utils.train.state import Run
 
 
 def one_error_line(text: str) -> str:
@@ -36,13 +36,8 @@ def one_error_line(text: str) -> str:
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid best.pt of a 1-channel unet_bn (untrained weights)."""
-    model = build_model("unet_bn", num_classes=2, in_channels=1)
-    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    save_checkpoint(path, {"model": {"name": "unet_bn", "num_classes": 2, "in_channels": 1},
-                           "class_names": ["background", "square"], "input_size": 32, "input_mode": "letterbox",
-                           "normalization": {"mean": [0.449], "std": [0.226]}, "state_dict": model.state_dict(),
-                           "epoch": 1})
-    return path
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "best.pt", class_names=["background", "square"],
+                            epoch=1)
 
 
 def edited(source: Path, target: Path, **changes: object) -> Path:
@@ -65,7 +60,7 @@ def edited(source: Path, target: Path, **changes: object) -> Path:
 def test_bad_training_options_are_one_line_before_anything_is_written(square_dataset: Path, tmp_path: Path,
                                                                        capsys, option: tuple[str, str]) -> None:
     with pytest.raises(SystemExit) as stop:
-        train("unet_bn", train_args(square_dataset, tmp_path / "logs", *option))
+        train("unet_bn", tiny_train_args(square_dataset, tmp_path / "logs", *option))
     assert stop.value.code == 2
     line = one_error_line(capsys.readouterr().err)
     assert option[0] in line and ("must be" in line or "choice" in line or "unknown loss" in line)
@@ -89,17 +84,17 @@ def test_bad_scoring_options_are_one_line(script, arguments: list[str], needle: 
 
 def test_diverged_validation_never_becomes_best_and_stops_the_run(square_dataset: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    original = Trainer.train_one_epoch
+    original = utils.train.loop.train_one_epoch
 
-    def diverge_in_epoch_two(self: Trainer, epoch: int):
-        stats = original(self, epoch)
+    def diverge_in_epoch_two(run: Run, epoch: int):
+        stats = original(run, epoch)
         if epoch == 1:  # what a learning rate turned NaN does to the weights
             with torch.no_grad():
-                next(self.net.parameters()).fill_(float("nan"))
+                next(run.net.parameters()).fill_(float("nan"))
         return stats
 
-    monkeypatch.setattr(Trainer, "train_one_epoch", diverge_in_epoch_two)
-    assert train("unet_bn", train_args(square_dataset, tmp_path, "--epochs", "3", "--in-channels", "1")) == 2
+    monkeypatch.setattr(utils.train.loop, "train_one_epoch", diverge_in_epoch_two)
+    assert train("unet_bn", tiny_train_args(square_dataset, tmp_path, "--epochs", "3", "--in-channels", "1")) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "validation in epoch 2 gave NaN or infinite logits or loss" in line and "best.pt (epoch 1" in line
     run = tmp_path / "unet_bn" / "r"
@@ -137,7 +132,7 @@ def test_wrong_file_types_as_checkpoint_say_what_they_are(tmp_path: Path, conten
 
 @pytest.mark.parametrize("changes, needle", [
     ({"num_classes": "abc"}, "num_classes is 'abc'"), ({"input_size": -3}, "input_size is -3"),
-    ({"normalization": {}}, "normalization is {}"), ({"class_names": []}, "class_names is []"),
+    ({"normalization": {}}, "normalization is {}"), ({"class_names": []}, "class_names lists 0 names for 2 classes"),
 ])
 def test_edited_checkpoint_fields_are_refused(tiny_checkpoint: Path, tmp_path: Path, changes: dict,
                                               needle: str) -> None:
@@ -149,14 +144,14 @@ def test_edited_checkpoint_fields_are_refused(tiny_checkpoint: Path, tmp_path: P
 
 def test_split_file_that_is_not_utf8(square_dataset: Path, tmp_path: Path, capsys) -> None:
     (square_dataset / "ImageSets" / "Segmentation" / "train.txt").write_bytes(b"img_0\n\xff\xfeimg_1\n")
-    assert train("unet_bn", train_args(square_dataset, tmp_path, "--epochs", "1", "--in-channels", "1")) == 2
+    assert train("unet_bn", tiny_train_args(square_dataset, tmp_path, "--in-channels", "1")) == 2
     assert "is not UTF-8 text (byte 0xff at position 6)" in one_error_line(capsys.readouterr().err)
 
 
 def test_decompression_bomb_names_the_limit_and_how_to_raise_it(square_dataset: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # so a 32x32 image stands in for a 20000x20000 one
-    assert train("unet_bn", train_args(square_dataset, tmp_path, "--epochs", "1", "--in-channels", "1")) == 2
+    assert train("unet_bn", tiny_train_args(square_dataset, tmp_path, "--in-channels", "1")) == 2
     err = capsys.readouterr().err
     assert "safety limit of 100 pixels" in err and "SEGMENTATION_MAX_IMAGE_PIXELS=400" in err
     assert "Traceback" not in err
@@ -164,18 +159,17 @@ def test_decompression_bomb_names_the_limit_and_how_to_raise_it(square_dataset: 
 
 def test_all_ignore_label_is_refused_by_validation(square_dataset: Path, tmp_path: Path, capsys) -> None:
     Image.fromarray(np.full((32, 32), 255, dtype=np.uint8)).save(square_dataset / "Labels" / "img_2.png")
-    assert train("unet_bn", train_args(square_dataset, tmp_path, "--epochs", "1", "--in-channels", "1")) == 2
+    assert train("unet_bn", tiny_train_args(square_dataset, tmp_path, "--in-channels", "1")) == 2
     assert "img_2.png: every pixel is 255" in capsys.readouterr().err
 
 
 def test_resume_restores_options_and_refuses_contradictions(square_dataset: Path, tmp_path: Path, capsys) -> None:
-    assert train("unet_bn", train_args(square_dataset, tmp_path, "--epochs", "1", "--in-channels", "1",
-                                       "--augment", "light")) == 0
+    assert train("unet_bn", tiny_train_args(square_dataset, tmp_path, "--in-channels", "1", "--augment", "light")) == 0
     last = tmp_path / "unet_bn" / "r" / "last.pt"
     capsys.readouterr()
     assert train("unet_bn", ["--resume", str(last), "--num-classes", "3", "--input-size", "64"]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert "--num-classes 3 (the run used None)" in line and "--input-size 64 (the run used 32)" in line
+    assert "--num-classes 3 (the run used 2)" in line and "--input-size 64 (the run used 32)" in line
     # The resume command as printed: only the checkpoint and, as an allowed override, the epochs.
     assert train("unet_bn", ["--resume", str(last), "--epochs", "2", "--no-progress"]) == 0
     resumed = load_checkpoint(last)
@@ -185,13 +179,13 @@ def test_resume_restores_options_and_refuses_contradictions(square_dataset: Path
 
 
 def test_resuming_a_finished_run_asks_for_more_epochs(square_dataset: Path, tmp_path: Path, capsys) -> None:
-    assert train("unet_bn", train_args(square_dataset, tmp_path, "--epochs", "1", "--in-channels", "1")) == 0
+    assert train("unet_bn", tiny_train_args(square_dataset, tmp_path, "--in-channels", "1")) == 0
     assert train("unet_bn", ["--resume", str(tmp_path / "unet_bn" / "r" / "last.pt")]) == 2
     assert "has already trained 1 of --epochs 1" in capsys.readouterr().err
 
 
 def test_a_run_folder_has_one_writer_and_stale_temp_files_go(square_dataset: Path, tmp_path: Path, capsys) -> None:
-    assert train("unet_bn", train_args(square_dataset, tmp_path, "--epochs", "1", "--in-channels", "1")) == 0
+    assert train("unet_bn", tiny_train_args(square_dataset, tmp_path, "--in-channels", "1")) == 0
     run = tmp_path / "unet_bn" / "r"
     stale = run / ".last.pt.abc123.tmp"  # what a SIGKILL during a checkpoint write leaves
     stale.write_bytes(b"x" * 1000)

@@ -11,23 +11,14 @@ import pytest
 from PIL import Image
 
 import import_dataset
+from tests.conftest import ROOT, shared_dataset
 from utils.data.folders import images_dir, labels_dir, read_class_names
 from utils.errors import UserError
 from utils.importers import import_flood, import_isbi2012, import_lgg, import_liver, import_msrc, import_pairs
 from utils.importers.msrc import CLASS_COLOURS
 from utils.io.labels import IGNORE_INDEX
 
-REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared" / "datasets"
 RNG = np.random.default_rng(0)
-
-
-def real(sub: str) -> Path:
-    """A folder of the shared real data, or skip the test where it is absent."""
-    path = REAL / sub
-    if not path.is_dir():
-        pytest.skip(f"real data not present: {path}")
-    return path
 
 
 def save(path: Path, image: np.ndarray | Image.Image, format: str | None = None) -> None:
@@ -97,7 +88,7 @@ def test_liver_colour_image_stays_rgb(tmp_path: Path) -> None:
 
 
 def test_liver_real_slice(tmp_path: Path) -> None:
-    src = real("liver_ct") / "data" / "train"
+    src = shared_dataset("liver_ct") / "data" / "train"
     summary = import_liver(src, tmp_path)
     assert summary.imported == ["000"] and not summary.left_out
     image = picture(tmp_path, "000")
@@ -285,8 +276,8 @@ def test_refuses_to_overwrite_unless_asked(tmp_path: Path) -> None:
 
 def test_cli_bad_source_exits_2_with_message(tmp_path: Path) -> None:
     missing = tmp_path / "no_such_folder"
-    result = subprocess.run([sys.executable, str(REPO / "import_dataset.py"), "liver", str(missing),
-                             "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run([sys.executable, str(ROOT / "import_dataset.py"), "liver", str(missing),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: source folder not found: {missing}"
     assert not (tmp_path / "out").exists()
@@ -301,7 +292,7 @@ def test_cli_help_documents_defaults(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_real_isbi2012_both_forms(tmp_path: Path) -> None:
-    src = real("isbi2012")
+    src = shared_dataset("isbi2012")
     png = import_isbi2012(src, tmp_path / "png", form="png")
     tiff = import_isbi2012(None, tmp_path / "tiff", volume=src / "stack" / "train-volume.tif",
                            labels=src / "stack" / "train-labels.tif")
@@ -311,14 +302,14 @@ def test_real_isbi2012_both_forms(tmp_path: Path) -> None:
 
 
 def test_real_lgg(tmp_path: Path) -> None:
-    summary = import_lgg(real("lgg"), tmp_path)
+    summary = import_lgg(shared_dataset("lgg"), tmp_path)
     assert len(summary.imported) == 40 and not summary.left_out and summary.groups == 8
     groups = json.loads((tmp_path / "groups.json").read_text())
     assert len(set(groups.values())) == 8 and groups["TCGA_CS_4941_19960909_11"] == "TCGA_CS_4941_19960909"
 
 
 def test_real_msrc(tmp_path: Path) -> None:
-    summary = import_msrc(real("msrc"), tmp_path)
+    summary = import_msrc(shared_dataset("msrc"), tmp_path)
     assert len(summary.imported) == 60 and not summary.left_out
     values: set[int] = set()
     for stem in summary.imported:
@@ -330,7 +321,7 @@ def test_real_msrc(tmp_path: Path) -> None:
 
 
 def test_real_flood(tmp_path: Path) -> None:
-    summary = import_flood(real("flood"), tmp_path)
+    summary = import_flood(shared_dataset("flood"), tmp_path)
     assert len(summary.imported) + len(summary.left_out) == 60
     assert len(summary.imported) == 56
     assert {item.stem for item in summary.left_out} == {"14", "15", "1061", "3059"}

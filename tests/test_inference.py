@@ -9,6 +9,7 @@ import torch
 
 import get_miou_prediction
 import miou
+from tests.conftest import tiny_train_args, write_checkpoint
 from utils.cli import run_main
 from utils.data.dataset import random_crop
 from utils.io.checkpoint import load_checkpoint
@@ -48,9 +49,8 @@ def test_random_crop_cuts_the_same_window_everywhere() -> None:
 
 def test_crop_training_validates_and_predicts_by_tiles(square_dataset: Path, tmp_path: Path) -> None:
     logs = tmp_path / "logs"
-    assert train("unet_bn", ["--data", str(square_dataset), "--crop", "--input-size", "16", "--epochs", "1",
-                             "--batch-size", "3", "--in-channels", "1", "--workers", "0", "--lr", "1e-3",
-                             "--log-dir", str(logs), "--run-name", "r", "--no-progress", "--no-amp"]) == 0
+    assert train("unet_bn", tiny_train_args(square_dataset, logs, "--crop", "--input-size", "16",
+                                            "--in-channels", "1")) == 0
     checkpoint = load_checkpoint(logs / "unet_bn" / "r" / "best.pt")
     assert checkpoint["input_mode"] == "crop" and checkpoint["input_size"] == 16
     pred = tmp_path / "pred"
@@ -63,19 +63,11 @@ def test_crop_training_validates_and_predicts_by_tiles(square_dataset: Path, tmp
 
 
 def test_amp_scoring_autocasts_and_stays_close_to_fp32(square_dataset: Path, tmp_path: Path) -> None:
-    from nets import build_model
     from utils.errors import UserError
     from utils.infer.loading import load_predictor
     from utils.infer.predictor import Predictor
-    from utils.io.checkpoint import save_checkpoint
-    from utils.runtime.device import default_normalization
 
-    torch.manual_seed(0)
-    model = build_model("unet_bn", num_classes=2, in_channels=1)
-    checkpoint = tmp_path / "m.pt"
-    save_checkpoint(checkpoint, {"model": {"name": "unet_bn", "num_classes": 2, "in_channels": 1},
-                                 "class_names": ["background", "square"], "input_size": 32,
-                                 "normalization": default_normalization(1), "state_dict": model.state_dict()})
+    checkpoint = write_checkpoint(tmp_path / "m.pt", class_names=["background", "square"])
     images = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8)
     fp32, amp = Predictor(checkpoint, "cpu"), Predictor(checkpoint, "cpu", amp=True)
     assert fp32.amp_dtype is None and amp.amp_dtype == torch.bfloat16

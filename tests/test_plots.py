@@ -13,18 +13,11 @@ from PIL import Image
 
 import utils.io.figures
 import utils.train.curves
-import utils.train.loop
+import utils.train.run_log
+from tests.conftest import ROOT, tiny_train_args
 from utils.evaluate.plots import confusion_figure, row_normalised, scores_figure
 from utils.train.curves import curves_figure
 from utils.train.loop import train
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def train_args(data: Path, logs: Path, epochs: int) -> list[str]:
-    return ["--data", str(data), "--input-size", "32", "--batch-size", "3", "--workers", "0", "--lr", "1e-3",
-            "--epochs", str(epochs), "--in-channels", "1", "--log-dir", str(logs), "--run-name", "r",
-            "--no-progress", "--overlays", "0", "--no-amp", "--no-channels-last"]
 
 
 def test_curves_png_is_rewritten_after_every_epoch(square_dataset: Path, tmp_path: Path,
@@ -35,8 +28,8 @@ def test_curves_png_is_rewritten_after_every_epoch(square_dataset: Path, tmp_pat
         utils.train.curves.save_training_curves(path, history)
         snapshots.append(Path(path).read_bytes())
 
-    monkeypatch.setattr(utils.train.loop, "save_training_curves", save_and_keep)
-    assert train("unet_bn", train_args(square_dataset, tmp_path, 2)) == 0
+    monkeypatch.setattr(utils.train.run_log, "save_training_curves", save_and_keep)
+    assert train("unet_bn", tiny_train_args(square_dataset, tmp_path, "--epochs", "2", "--in-channels", "1")) == 0
     run = tmp_path / "unet_bn" / "r"
     assert len(snapshots) == 2 and snapshots[0] != snapshots[1]
     assert (run / "curves.png").read_bytes() == snapshots[1]
@@ -54,7 +47,7 @@ def test_a_plotting_failure_warns_and_training_goes_on(square_dataset: Path, tmp
         raise RuntimeError("no fonts")
 
     monkeypatch.setattr(utils.train.curves, "curves_figure", broken)
-    assert train("unet_bn", train_args(square_dataset, tmp_path, 1)) == 0
+    assert train("unet_bn", tiny_train_args(square_dataset, tmp_path, "--in-channels", "1")) == 0
     run = tmp_path / "unet_bn" / "r"
     warnings = [line for line in capsys.readouterr().err.splitlines() if "curves" in line]
     assert warnings == [f"warning: training curves not written to {run / 'curves.png'}: no fonts"]

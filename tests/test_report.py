@@ -28,7 +28,6 @@ from utils.evaluate.report import (
     write_html_report,
 )
 from utils.io.labels import label_to_array, palette, save_label_png
-from utils.train.loop import train
 
 # stem -> (label foreground box, prediction foreground box) as (top, left, height, width) in a 16x16 image.
 CASES = {
@@ -235,17 +234,13 @@ def test_save_label_png_keeps_class_ids_in_a_palette_image(tmp_path: Path) -> No
     assert np.array_equal(colours[[0, 1, 2, 255]], palette(3)[[0, 1, 2, 255]])
 
 
-def test_scripts_write_palette_label_pngs(square_dataset: Path, tmp_path: Path) -> None:
-    assert train("unet_bn", ["--data", str(square_dataset), "--input-size", "32", "--batch-size", "3",
-                             "--workers", "0", "--epochs", "1", "--in-channels", "1", "--log-dir", str(tmp_path),
-                             "--run-name", "r", "--no-progress", "--overlays", "0", "--no-amp",
-                             "--no-channels-last"]) == 0
-    checkpoint = str(tmp_path / "unet_bn" / "r" / "best.pt")
+def test_scripts_write_palette_label_pngs(shared_square_dataset: Path, trained_run: Path, tmp_path: Path) -> None:
+    data, checkpoint = shared_square_dataset, str(trained_run / "best.pt")
     pred = tmp_path / "pred"
-    assert run_main(get_miou_prediction.main, ["--checkpoint", checkpoint, "--data", str(square_dataset),
+    assert run_main(get_miou_prediction.main, ["--checkpoint", checkpoint, "--data", str(data),
                                                "--out", str(pred), "--save-probabilities"]) == 0
     out = tmp_path / "predict"
-    assert run_main(predict.main, [str(square_dataset / "Images" / "img_0.png"), "--checkpoint", checkpoint,
+    assert run_main(predict.main, [str(data / "Images" / "img_0.png"), "--checkpoint", checkpoint,
                                    "--out", str(out), "--save-probabilities"]) == 0
     for png, npz in ((pred / "img_6.png", pred / "img_6_probabilities.npz"),
                      (out / "img_0_label.png", out / "img_0_probabilities.npz")):
@@ -253,4 +248,4 @@ def test_scripts_write_palette_label_pngs(square_dataset: Path, tmp_path: Path) 
             assert image.mode == "P" and image.getpalette()[3:6] == palette(2)[1].tolist()
             ids = np.asarray(image)
         assert np.array_equal(ids, np.load(npz)["probabilities"].astype(np.float32).argmax(axis=0))
-    assert run_main(miou.main, ["--pred", str(pred), "--data", str(square_dataset)]) == 0
+    assert run_main(miou.main, ["--pred", str(pred), "--data", str(data)]) == 0

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from nets import build_model
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tiny_train_args
 from utils.data.augment import build_augmentation
 from utils.data.dataset import SegmentationDataset
 from utils.data.sampler import SeededSampler
@@ -23,9 +23,8 @@ TIMING = ("data_seconds", "step_seconds")
 
 
 def args(data: Path, logs: Path, epochs: int, *extra: str) -> list[str]:
-    return ["--data", str(data), "--input-size", "32", "--batch-size", "2", "--workers", "0", "--lr", "1e-3",
-            "--in-channels", "1", "--augment", "medical", "--deterministic", "--seed", "7", "--epochs", str(epochs),
-            "--log-dir", str(logs), "--run-name", "r", "--no-progress", "--no-amp", "--no-channels-last", *extra]
+    return tiny_train_args(data, logs, "--batch-size", "2", "--in-channels", "1", "--augment", "medical",
+                           "--deterministic", "--seed", "7", "--epochs", str(epochs), *extra)
 
 
 def start(arguments: list[str]) -> subprocess.Popen:
@@ -124,12 +123,11 @@ def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path: 
     # VGG16-UNet has no batch norm and CE has no batch-level term, so 2 x batch 1 must equal 1 x batch 2
     # (no augmentation: padding marked "ignore" would give the ranks different pixel counts to average over).
     # SGD, because Adam's normalised step turns float rounding in near-zero gradients into sign flips.
-    common = ["--data", str(square_dataset), "--input-size", "32", "--workers", "0", "--lr", "1e-2", "--optimizer", "sgd",
-              "--in-channels", "1", "--loss", "ce", "--seed", "4", "--epochs", "2", "--run-name", "r",
-              "--no-progress", "--no-amp", "--no-channels-last"]
-    assert train("unet", [*common, "--batch-size", "2", "--log-dir", str(tmp_path / "single")]) == 0
+    common = ("--lr", "1e-2", "--optimizer", "sgd", "--in-channels", "1", "--loss", "ce", "--seed", "4", "--epochs", "2")
+    assert train("unet", tiny_train_args(square_dataset, tmp_path / "single", *common, "--batch-size", "2")) == 0
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "unet_train_medical.py", *common, "--batch-size", "1", "--log-dir", str(tmp_path / "ddp")],
+                             "unet_train_medical.py",
+                             *tiny_train_args(square_dataset, tmp_path / "ddp", *common, "--batch-size", "1")],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "ddp" / "unet").iterdir()) == ["r"]  # rank 0 alone writes

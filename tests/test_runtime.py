@@ -23,6 +23,11 @@ def test_cpu_training_loads_in_the_main_process(monkeypatch) -> None:
     assert runtime.default_workers(torch.device("cpu"), 1) == 0
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this platform")
-def test_usable_cpus_is_the_affinity_mask() -> None:
-    assert runtime.usable_cpus() == len(os.sched_getaffinity(0))
+def test_usable_cpus_is_the_affinity_mask_else_the_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)  # e.g. taskset -c 0,3,5
+    assert runtime.usable_cpus() == 3
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS, Windows
+    assert runtime.usable_cpus() == 64
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # undeterminable
+    assert runtime.usable_cpus() == 1

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from utils.cli import run_main
 from utils.data.folders import images_dir, labels_dir, read_class_names
 from utils.errors import UserError
-from utils.cli import run_main
 from utils.synthetic.__main__ import main
 from utils.synthetic.slices import CLASS_NAMES, make_slice, write_dataset
 

@@ -15,6 +15,7 @@ import import_dataset
 import miou
 import png2txt
 import predict
+from tests.conftest import tiny_train_args
 from tests.volume_data import LPS_AFFINE, SWAPPED_AFFINE, phantom, write_nifti, write_pairs
 from utils.cli import run_main
 from utils.infer.predictor import Predictor
@@ -33,9 +34,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                                 "--classes", "background,box"]) == 0
     assert run_main(png2txt.main, ["--data", str(data), "--val-ratio", "0.34"]) == 0
     logs = root / "logs"
-    assert train("unet_bn", ["--data", str(data), "--input-size", "32", "--batch-size", "4", "--workers", "0",
-                             "--lr", "1e-3", "--epochs", "1", "--log-dir", str(logs), "--run-name", "r",
-                             "--no-progress", "--overlays", "0", "--no-amp", "--no-channels-last"]) == 0
+    assert train("unet_bn", tiny_train_args(data, logs, "--batch-size", "4")) == 0
     return {"root": root, "data": data, "checkpoint": logs / "unet_bn" / "r" / "best.pt"}
 
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from nets import build_model
+from tests.conftest import tiny_train_args
 from utils.io.checkpoint import load_checkpoint
 
 SIZE = 32
@@ -41,10 +42,8 @@ def write_squares(root: Path, splits: dict[str, list[str]]) -> Path:
 
 def run_args(data: Path, logs: Path, name: str, *extra: str) -> list[str]:
     """A deterministic fp32 one-epoch run of batch 2 into <logs>/<model>/<name>."""
-    return ["--data", str(data), "--in-channels", "1", "--input-size", str(SIZE), "--epochs", "1",
-            "--batch-size", "2", "--workers", "0", "--no-progress", "--overlays", "0", "--no-amp",
-            "--no-channels-last", "--deterministic", "--seed", "0", "--lr", "1e-3", "--log-dir", str(logs),
-            "--run-name", name, *extra]
+    return tiny_train_args(data, logs, "--in-channels", "1", "--input-size", str(SIZE), "--batch-size", "2",
+                           "--deterministic", "--seed", "0", "--run-name", name, *extra)
 
 
 def history(run: Path) -> list[dict]:

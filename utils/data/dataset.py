@@ -155,6 +155,8 @@ class SegmentationDataset(Dataset):
         if problems:
             raise UserError(format_problems(problems))
         check_not_binary_255(labels, split)
+        # Padding is IGNORE_INDEX, so any other non-zero value is a class pixel of the label itself.
+        self.has_foreground = any(bool(((label > 0) & (label != IGNORE_INDEX)).any()) for label in labels)
 
     def _prepare(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         image, label = load_pair(sample, self.in_channels, self.num_classes)

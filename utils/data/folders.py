@@ -12,7 +12,9 @@ from utils.io.files import read_lines, write_text
 IMAGES_DIR = "Images"
 LABELS_DIR = "Labels"
 SPLITS_DIR = Path("ImageSets") / "Segmentation"
+DATASET_FOLDERS = (IMAGES_DIR, LABELS_DIR, SPLITS_DIR.parts[0])  # hold a data set's inputs: no script writes there
 CLASSES_FILE = "classes.txt"
+GROUPS_FILE = "groups.json"  # stem -> case group (patient, volume), written by the importers
 IMPORT_REPORT_FILE = "import_report.json"
 INCOMPLETE_FILE = "INCOMPLETE"  # in a prediction folder while get_miou_prediction.py is still writing it
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
@@ -51,7 +53,21 @@ def index_by_stem(folder: Path) -> dict[str, Path]:
 def read_class_names(root: str | os.PathLike) -> list[str] | None:
     """Class names from <root>/classes.txt (line i = class i), or None when the file is absent."""
     path = Path(root) / CLASSES_FILE
-    return read_lines(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        names = read_lines(path)
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8, one class name "
+                        f"a line") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        # Scores are reported per class name: two classes of one name would hide one of them.
+        raise UserError(f"{path} names {', '.join(map(repr, twice))} on more than one line; give each class its "
+                        f"own name")
+    return names
 
 
 def write_class_names(root: str | os.PathLike, names: list[str]) -> None:

@@ -1,8 +1,11 @@
 """Seeded train/val splits of file stems, optionally keeping groups (patients) on one side."""
 from __future__ import annotations
 
+import hashlib
+import os
 import random
 import re
+from typing import Any
 
 from utils.errors import UserError
 
@@ -32,6 +35,18 @@ def group_of(stems: list[str], pattern: str | None) -> dict[str, str]:
     return groups
 
 
+def check_group_pattern(pattern: str, stems: list[str], groups: dict[str, str], val_ratio: float) -> None:
+    """--group of png2txt.py: a capture group names the patient or volume, and with a validation share the stems
+    fall in two groups or more (with one group the validation split would be empty)."""
+    if re.compile(pattern).groups == 0:
+        raise UserError(f"--group '{pattern}' has no capture group: put the part of the stem that names the "
+                        f"patient or volume in parentheses, e.g. '^(.*)_\\d+$'")
+    names = set(groups.values())
+    if val_ratio > 0 and len(names) == 1 and len(stems) > 1:
+        raise UserError(f"--group '{pattern}' puts all {len(stems)} images in one group ('{names.pop()}'), so "
+                        f"the validation split would be empty; its capture group must differ between patients")
+
+
 def split_stems(stems: list[str], val_ratio: float, seed: int, pattern: str | None = None,
                 groups: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
     """Seeded split; with a group pattern (or a stem -> group map) every group falls wholly on one side."""
@@ -56,3 +71,19 @@ def split_stems(stems: list[str], val_ratio: float, seed: int, pattern: str | No
     val = sorted((s for s in stems if groups[s] in val_groups), key=natural_key)
     train = sorted((s for s in stems if groups[s] not in val_groups), key=natural_key)
     return train, val
+
+
+def split_fingerprint(root: str | os.PathLike, split: str) -> dict[str, Any]:
+    """What identifies a split's data for a resumed run: its stem count and a digest of stems and label sizes
+    (read from the file headers, no pixel decoded)."""
+    from utils.data.dataset import find_samples, read_split
+    from utils.io.images import open_pillow
+
+    digest = hashlib.sha256()
+    samples = find_samples(root, read_split(root, split))
+    for sample in sorted(samples, key=lambda s: s.stem):
+        assert sample.label_path is not None
+        with open_pillow(sample.label_path) as label:
+            width, height = label.size
+        digest.update(f"{sample.stem}\t{width}\t{height}\n".encode())
+    return {"split": split, "images": len(samples), "digest": digest.hexdigest()}

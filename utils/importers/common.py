@@ -19,12 +19,11 @@ from utils.io.images import (
     grey_channel,
     open_image,
     read_pages,
-    tiff_layout,
+    tiff_header,
     to_uint8,
 )
 from utils.io.intensity import Intensity
 
-GROUPS_FILE = "groups.json"
 REPORT_FILE = "import_report.json"
 
 # Modes with no sensible 8-bit picture without a windowing choice the importer cannot make for the user.
@@ -178,8 +177,8 @@ class PairReader:
     def _plain_stack(self, path: Path) -> bool:
         """True when tifffile gives the stack's pixels as they are (grey or RGB, not palette or min-is-white)."""
         if path not in self._plain:
-            layout = tiff_layout(path)
-            self._plain[path] = layout is not None and layout.plain
+            header = tiff_header(path)
+            self._plain[path] = header is not None and header.plain
         return self._plain[path]
 
     def _page(self, source: Source, scale: bool) -> Image.Image:

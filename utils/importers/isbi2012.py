@@ -11,7 +11,7 @@ from utils.errors import UserError
 from utils.importers.common import Frame, ImportSummary, Pair, Source, existing_dir, pair_by_stem
 from utils.importers.masks import map_0_255
 from utils.importers.staging import write_pairs
-from utils.io.images import tiff_layout
+from utils.io.images import tiff_header
 
 # Label 255 is cell interior and 0 membrane, as the challenge encodes them.
 CLASS_NAMES = ["membrane", "cell"]
@@ -57,9 +57,9 @@ def _slices(path: Path) -> dict[str, Source]:
             raise UserError(f"{path} should hold numbered slices (0.png, 1.png, ...); found {', '.join(odd[:5])}")
         return files
     # A TIFF stack's pages are counted here and decoded by tifffile, all at once (write_pairs' PairReader).
-    layout = tiff_layout(path)
-    if layout is not None:
-        return {str(page): Frame(path, page) for page in range(layout.pages)}
+    header = tiff_header(path)
+    if header is not None:
+        return {str(page): Frame(path, page) for page in range(header.pages)}
     try:
         with Image.open(path) as stack:
             pages = getattr(stack, "n_frames", 1)

@@ -25,7 +25,7 @@ from utils.importers.common import (
 )
 from utils.importers.masks import map_colours, map_values, threshold
 from utils.importers.staging import write_pairs
-from utils.io.images import tiff_layout
+from utils.io.images import tiff_header
 from utils.io.intensity import intensity_from_options
 from utils.io.labels import IGNORE_INDEX
 
@@ -42,6 +42,10 @@ def parse_class_names(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",")]
     if not all(names):
         raise UserError(f"empty class name in {text!r}; write names like background,liver")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UserError(f"--classes {text!r} names {', '.join(map(repr, twice))} more than once; each class needs "
+                        f"its own name (scores are reported by name)")
     return names
 
 
@@ -135,10 +139,10 @@ def _labeler(level: int | None, value_map: str | None, colour_map: str | os.Path
 def _page_count(path: Path) -> int:
     """Pages of a TIFF stack; 1 for other files (and for TIFFs whose header cannot be read: reading reports it)."""
     try:
-        layout = tiff_layout(path)
+        header = tiff_header(path)
     except UserError:
         return 1
-    return 1 if layout is None else layout.pages
+    return 1 if header is None else header.pages
 
 
 def split_stacks(pairs: list[Pair]) -> tuple[list[Pair], list[LeftOut]]:

@@ -12,9 +12,9 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from utils.data.folders import images_dir, labels_dir, write_class_names
+from utils.data.folders import GROUPS_FILE, images_dir, labels_dir, write_class_names
 from utils.errors import UserError
-from utils.importers.common import GROUPS_FILE, REPORT_FILE, ImportSummary, Labeler, LeftOut, Pair, PairReader
+from utils.importers.common import REPORT_FILE, ImportSummary, Labeler, LeftOut, Pair, PairReader
 from utils.io.files import save_image, write_json
 from utils.io.labels import IGNORE_INDEX
 
@@ -42,9 +42,14 @@ def _swap_hint(stem: str, mask_size: tuple[int, int], by_image_size: dict[tuple[
 
 
 def check_class_count(class_names: Sequence[str]) -> None:
-    """Refuse an empty class list or one that would reach the ignore value."""
+    """Refuse an empty class list, one that would reach the ignore value, or one that names a class twice."""
     if not 0 < len(class_names) <= IGNORE_INDEX:
         raise UserError(f"need 1 to {IGNORE_INDEX} class names, got {len(class_names)}")
+    twice = sorted({name for name in class_names if class_names.count(name) > 1})
+    if twice:
+        # Scores and pixel counts are reported per class name: two classes of one name would hide one of them.
+        raise UserError(f"the class names {list(class_names)} name {', '.join(map(repr, twice))} more than once; "
+                        f"give each class its own name (--classes)")
 
 
 @contextlib.contextmanager

@@ -16,9 +16,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from utils.data.folders import images_dir, labels_dir, write_class_names
+from utils.data.folders import GROUPS_FILE, images_dir, labels_dir, write_class_names
 from utils.errors import UserError
-from utils.importers.common import GROUPS_FILE, REPORT_FILE, ImportSummary, LeftOut
+from utils.importers.common import REPORT_FILE, ImportSummary, LeftOut
 from utils.importers.staging import check_class_count, staged_dataset
 from utils.importers.volume_sources import Case
 from utils.io.files import save_image, write_json
@@ -118,13 +118,13 @@ def _default_names(count: int, src: Path) -> list[str]:
     return names
 
 
-def check_cases(cases: Sequence[Case], options: VolumeOptions) -> tuple[list[str], int]:
+def check_cases(cases: Sequence[Case], options: VolumeOptions) -> tuple[list[str], np.ndarray]:
     """Refuse before writing: 4-D data, shape or affine mismatch, bad or unmapped label values; all offenders at once.
 
-    Returns the problems found and the number of classes the labels need.
+    Returns the problems found and the voxel count of every label value (0..255, as stored, before --merge).
     """
     problems: list[str] = []
-    highest = 0
+    counts = np.zeros(IGNORE_INDEX + 1, dtype=np.int64)
     for case in cases:
         try:
             image_shape, image_affine = _image_geometry(case.image)
@@ -163,8 +163,22 @@ def check_cases(cases: Sequence[Case], options: VolumeOptions) -> tuple[list[str
                 original = sorted(v for v in np.unique(values).tolist() if (options.merge or {}).get(v, v) in unmapped)
                 problems.append(f"{case.name}: {case.label}: label values {original} are not classes of "
                                 f"{options.class_names} (map them with --merge VALUE:CLASS or name more --classes)")
-        highest = max(highest, int(present.max()) if present.size else 0)
-    return problems, highest + 1
+        counts += np.bincount(values.ravel(), minlength=IGNORE_INDEX + 1)
+    return problems, counts
+
+
+def label_notes(counts: np.ndarray, merge: dict[int, int] | None, class_names: Sequence[str]) -> list[str]:
+    """A note when a class gets no voxel, naming every label value found with its voxel count (a stray value?)."""
+    classes = np.zeros(IGNORE_INDEX + 1, dtype=np.int64)
+    for value in np.flatnonzero(counts):
+        classes[(merge or {}).get(int(value), int(value))] += counts[value]
+    empty = [f"{index} ({name})" for index, name in enumerate(class_names) if index and not classes[index]]
+    if not empty:
+        return []
+    found = ", ".join(f"{value} ({counts[value]} voxel{'s' if counts[value] != 1 else ''})"
+                      for value in np.flatnonzero(counts))
+    return [f"class(es) {', '.join(empty)} have no voxel in any label volume; the label values found are {found}: "
+            f"a stray value makes empty classes (fold it into another with --merge VALUE:CLASS, or name --classes)"]
 
 
 def _stem_width(slices: int) -> int:
@@ -183,7 +197,7 @@ def stage_case(case: Case, options: VolumeOptions, staging: Path, rng: random.Ra
     label = load_nifti(case.label, dtype=None)
     values, _ = _label_values(label)
     orientation = Orientation(tuple(image.data.shape[:3]), image.affine)
-    image_stack = orientation.to_stack(options.intensity.apply(image.data))
+    image_stack = orientation.to_stack(options.intensity.apply(image.data, str(case.image)))
     label_stack = Orientation(tuple(label.data.shape[:3]), label.affine).to_stack(map_labels(values, options.merge))
     width = _stem_width(image_stack.shape[0])
     stems, empty = [], []
@@ -222,12 +236,15 @@ def import_volumes(cases: Sequence[Case], left_out: Sequence[LeftOut], out: str 
         raise UserError(f"no image/label volume pairs found in {', '.join(map(str, sources))}")
     if not 0 <= options.keep_empty <= 1:
         raise UserError(f"--keep-empty must be in [0, 1], got {options.keep_empty}")
-    problems, needed = check_cases(cases, options)
+    problems, counts = check_cases(cases, options)
     if problems:
         raise UserError(f"{len(problems)} of {len(cases)} volume(s) refused, nothing written:\n  "
                         + "\n  ".join(problems))
+    present = [(options.merge or {}).get(int(v), int(v)) for v in np.flatnonzero(counts)]
+    needed = max([v for v in present if v != IGNORE_INDEX], default=0) + 1
     class_names = options.class_names or _default_names(max(needed, 2), sources[0])
     check_class_count(class_names)
+    notes = label_notes(counts, options.merge, class_names)
     rng = random.Random(options.seed)
     volumes: dict[str, Any] = {}
     with staged_dataset(out, overwrite, sources) as staging:
@@ -250,11 +267,12 @@ def import_volumes(cases: Sequence[Case], left_out: Sequence[LeftOut], out: str 
         "sources": [str(source) for source in sources], "naming": naming, "classes": class_names,
         "intensity": options.intensity.to_json(), "context": options.context,
         "imported_count": len(groups), "volumes_count": len(volumes), "train_excluded_count": excluded,
-        "left_out_count": len(left_out), "pixels_per_class": per_class,
+        "left_out_count": len(left_out), "pixels_per_class": per_class, "notes": list(notes),
         "left_out": [vars(item) for item in left_out],
     })
-    notes = [f"{excluded} slice(s) without foreground are kept out of training by --keep-empty "
-             f"{options.keep_empty:g} (validation keeps every slice)"] if excluded else []
+    if excluded:
+        notes.append(f"{excluded} slice(s) without foreground are kept out of training by --keep-empty "
+                     f"{options.keep_empty:g} (validation keeps every slice)")
     if any(out.glob("ImageSets/Segmentation/*.txt")):
         notes.append(f"{out}/ImageSets/Segmentation holds split files from an earlier import; "
                      f"rewrite them with png2txt.py")

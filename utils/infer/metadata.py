@@ -13,6 +13,7 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from utils.errors import UserError
+from utils.io.checkpoint import description_problem
 
 ONNX_FORMAT = "unet-segmentation-onnx"
 TORCHSCRIPT_FORMAT = "unet-segmentation-torchscript"
@@ -59,9 +60,14 @@ def description_from_props(props: Mapping[str, str], source: str | os.PathLike, 
     if values["version"] != METADATA_VERSION:
         raise UserError(f"{source}: exported model metadata version {values['version']} is not supported "
                         f"(this code reads version {METADATA_VERSION})")
-    return {"model": {"name": values["model_name"], "num_classes": values["num_classes"],
-                      "in_channels": values["in_channels"]},
-            **{key: values[key] for key in METADATA_KEYS[3:]}}
+    described = {"model": {"name": values["model_name"], "num_classes": values["num_classes"],
+                           "in_channels": values["in_channels"]},
+                 **{key: values[key] for key in METADATA_KEYS[3:]}}
+    problem = description_problem(described)
+    if problem:
+        raise UserError(f"{source}: exported model metadata: {problem} (the file was edited or damaged); "
+                        f"export it again")
+    return described
 
 
 def read_description(path: str | os.PathLike) -> dict[str, Any]:

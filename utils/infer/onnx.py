@@ -32,7 +32,8 @@ class OnnxPredictor(Predictor):
         payload = read_model(model_path)
         self.session = open_session(payload, device, source=str(model_path))
         described = description_from_props(self.session.get_modelmeta().custom_metadata_map, model_path, ONNX_FORMAT)
-        check_signature(self.session, int(described["model"]["in_channels"]), model_path)
+        check_signature(self.session, described["model"]["in_channels"], described["model"]["num_classes"],
+                        model_path)
         bad, total = non_finite_initializers(payload)
         if bad:
             raise UserError(f"{model_path}: {len(bad)} of {total} weight tensors hold NaN or infinite values "

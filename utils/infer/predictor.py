@@ -41,9 +41,9 @@ class Predictor:
         self.amp_dtype = amp_dtype(self.device) if amp else None
         model = model_from_checkpoint(checkpoint, checkpoint_path).to(self.device).eval()
         # NCHW or channels-last, whichever the speed probe timed faster on this machine (cached per set-up).
-        self.layout = inference_choice(model, self.device, self.model_name, self.in_channels, self.num_classes,
+        self.speed = inference_choice(model, self.device, self.model_name, self.in_channels, self.num_classes,
                                        self.input_size, amp, PREDICT_BATCH)
-        self.model = model.to(memory_format=memory_format(self.layout.channels_last))
+        self.model = model.to(memory_format=memory_format(self.speed.channels_last))
 
     def _configure(self, path: str | os.PathLike, description: dict, flip_tta: bool, tiles: bool | None,
                    overlap: float, intensity: Intensity | None) -> None:

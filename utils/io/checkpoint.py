@@ -6,13 +6,13 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from nets import MODEL_NAMES, build_model
-from utils.errors import UserError
+from utils.errors import UserError, refused_load_reason
 from utils.io.files import atomic_open
 
 FORMAT = "unet-segmentation-checkpoint"
@@ -54,16 +54,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     kind = _foreign_kind(path)
+    if kind is None and _is_torchscript(path):
+        kind = "a TorchScript model (written by export.py)"
     if kind:
         raise UserError(f"{path} is {kind}, not a checkpoint; pass the best.pt or last.pt of a training run")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UserError(f"{path}: refused to load: it holds objects other than tensors and plain types, "
-                        f"which could run code ({str(exc).splitlines()[0]})") from None
+                        f"which could run code ({refused_load_reason(exc)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise UserError(f"{path}: not a readable checkpoint (truncated or not written by torch.save): "
-                        f"{str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}") from None
+                        f"{refused_load_reason(exc)}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise UserError(f"{path}: not a checkpoint of this repository (no '{FORMAT}' tag); "
                         f"for VGG16 ImageNet weights use --pretrained instead")
@@ -76,7 +78,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     spec = checkpoint["model"]
     if not isinstance(spec, dict) or spec.get("name") not in MODEL_NAMES:
         raise UserError(f"{path}: unknown model {spec!r}; valid names: {', '.join(MODEL_NAMES)}")
-    problem = _field_problem(checkpoint)
+    problem = description_problem(checkpoint)
     if problem:
         raise UserError(f"{path}: {problem} (the file was edited or damaged)")
     return checkpoint
@@ -108,12 +110,22 @@ def _foreign_kind(path: Path) -> str | None:
     return "a text file" if text else "an empty text file"
 
 
+def _is_torchscript(path: Path) -> bool:
+    """A zip archive as torch.jit.save writes it: its members include <archive>/constants.pkl."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def _is_int(value: Any, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _field_problem(checkpoint: dict[str, Any]) -> str | None:
-    """What is wrong with the fields later scripts rely on, or None."""
+def description_problem(checkpoint: Mapping[str, Any]) -> str | None:
+    """What is wrong with the fields later scripts rely on (of a checkpoint or an exported model's description),
+    or None."""
     spec = checkpoint["model"]
     num_classes, in_channels = spec.get("num_classes"), spec.get("in_channels")
     if not _is_int(num_classes, 1, 255):
@@ -122,9 +134,11 @@ def _field_problem(checkpoint: dict[str, Any]) -> str | None:
         return f"model in_channels is {in_channels!r}; expected 1 or 3"
     if not _is_int(checkpoint["input_size"], 16, 1 << 16):
         return f"input_size is {checkpoint['input_size']!r}; expected an integer >= 16"
-    names = checkpoint["class_names"]
-    if not isinstance(names, list) or len(names) != max(num_classes, 2) or not all(isinstance(n, str) for n in names):
-        return f"class_names is {names!r}; expected {max(num_classes, 2)} names"
+    names, expected = checkpoint["class_names"], max(num_classes, 2)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return f"class_names is {names!r:.200}; expected a list of {expected} names"
+    if len(names) != expected:
+        return f"class_names lists {len(names)} names for {num_classes} classes; expected {expected} names"
     norm = checkpoint["normalization"]
     if not isinstance(norm, dict) or not all(
             isinstance(norm.get(key), list) and len(norm[key]) == in_channels
@@ -133,6 +147,11 @@ def _field_problem(checkpoint: dict[str, Any]) -> str | None:
         return f"normalization is {norm!r}; expected mean and std lists of {in_channels} finite numbers, std > 0"
     if checkpoint.get("input_mode", "letterbox") not in ("letterbox", "crop"):
         return f"input_mode is {checkpoint.get('input_mode')!r}; expected letterbox or crop"
+    preprocessing = checkpoint.get("preprocessing")
+    if preprocessing is not None and not (
+            isinstance(preprocessing, dict) and isinstance(preprocessing.get("intensity"), (dict, type(None)))
+            and _is_int(preprocessing.get("context", 0), 0, 1 << 10)):
+        return f"preprocessing is {preprocessing!r:.200}; expected intensity (an object or null) and context >= 0"
     return None
 
 

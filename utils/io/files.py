@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -14,12 +17,49 @@ from PIL import Image
 
 from utils.errors import UserError
 
+# A temporary untouched this long belongs to a killed write: a live writer (a PNG, a checkpoint, an exported
+# model) writes its bytes in one go, seconds after making the file, so ten minutes leaves a wide margin.
+STALE_TEMPORARY_SECONDS = 600
+RANDOM_CHARACTERS = 8  # what tempfile.mkstemp puts between the prefix and the suffix
+DEFAULT_NAME_MAX = 255  # bytes in one file name on every common file system
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{%d}\.tmp(\.[^.]+)*" % RANDOM_CHARACTERS)
+_swept: set[Path] = set()  # folders already cleared of stale temporaries by this process
+
 
 def _umask() -> int:
     """The process umask (read by setting it, then putting it back)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def remove_stale_temporaries(folder: Path, max_age: float = STALE_TEMPORARY_SECONDS) -> list[Path]:
+    """Delete the temporaries of killed atomic writes in `folder` (unchanged for `max_age` s); returns them."""
+    removed, now = [], time.time()
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if not _TEMPORARY.fullmatch(entry.name):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > max_age:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def _temporary_prefix(path: Path, suffix: str) -> str:
+    """'.<name>.', shortened (with a hash of the name) when the temporary's name would be too long to create."""
+    try:
+        name_max = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = DEFAULT_NAME_MAX
+    prefix = f".{path.name}."
+    room = name_max - RANDOM_CHARACTERS - len(suffix.encode())
+    if len(prefix.encode()) <= room:
+        return prefix
+    digest = hashlib.sha1(path.name.encode()).hexdigest()[:8]
+    head = path.name.encode()[:max(room - len(digest) - 3, 1)].decode(errors="ignore")
+    return f".{head}~{digest}."
 
 
 @contextlib.contextmanager
@@ -36,7 +76,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     except (FileExistsError, NotADirectoryError):
         raise UserError(f"cannot write {path}: a file stands where a folder is needed "
                         f"({next(p for p in path.parents if p.exists())})") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    if path.parent.resolve() not in _swept:
+        remove_stale_temporaries(path.parent)
+        _swept.add(path.parent.resolve())
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path, suffix), suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         # mkstemp makes the file private (0600); the result should have the permissions any new file gets.

@@ -20,6 +20,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from utils.errors import UserError
 from utils.io.intensity import Intensity
+from utils.io.memory import check_fits
 
 LIMIT_VARIABLE = "SEGMENTATION_MAX_IMAGE_PIXELS"
 if os.environ.get(LIMIT_VARIABLE, "").isdigit():
@@ -38,8 +39,8 @@ SCALING_OPTIONS = ("--window PRESET|WIDTH,LEVEL (a fixed range, e.g. CT in HU) o
 
 
 @dataclass(frozen=True)
-class TiffLayout:
-    """What a TIFF header says, without decoding pixels: page count, sample type, and if tifffile reads it plainly."""
+class TiffHeader:
+    """A TIFF header read without decoding pixels: page count, sample type, and if tifffile reads it plainly."""
 
     pages: int
     dtype: np.dtype
@@ -102,8 +103,8 @@ def _as_pages(data: np.ndarray, axes: str) -> np.ndarray:
     return data.reshape((count, *data.shape[len(data.shape) - (3 if axes.endswith("YXS") else 2):]))
 
 
-def tiff_layout(path: Path) -> TiffLayout | None:
-    """The layout of a TIFF file from its header, or None when the file is not a TIFF."""
+def tiff_header(path: Path) -> TiffHeader | None:
+    """What a TIFF file's header says (pages, sample type, plain pixels), or None when the file is not a TIFF."""
     if not is_tiff(path):
         return None
     try:
@@ -114,7 +115,7 @@ def tiff_layout(path: Path) -> TiffLayout | None:
                 pages, dtype = _page_count(tuple(series.shape), series.axes), np.dtype(series.dtype)
             else:
                 pages, dtype = len(tif.pages), np.dtype(first.dtype)
-            return TiffLayout(pages, dtype, int(first.photometric) in _PLAIN_PHOTOMETRIC)
+            return TiffHeader(pages, dtype, int(first.photometric) in _PLAIN_PHOTOMETRIC)
     except UserError as err:
         raise UserError(f"cannot read {path}: {err}") from None
     except Exception as err:  # tifffile raises many kinds on a damaged header
@@ -157,11 +158,23 @@ def open_pillow(path: Path) -> Image.Image:
         raise UserError(f"{path}: cannot read image ({err})") from None
 
 
+def _check_pillow_memory(image: Image.Image, path: Path, pages: int = 1) -> None:
+    """Refuse an image whose decoded pages would not fit in memory, judged from its header."""
+    width, height = image.size
+    bands = len(image.getbands())
+    sample = 4 if image.mode in ("I", "F") else 2 if image.mode.startswith("I;16") else 1
+    pages_text = f"{pages} pages of " if pages > 1 else ""
+    # A grey image becomes three channels for a colour model, so three at least.
+    check_fits(pages * width * height * max(bands, 3) * sample, str(path),
+               f"{pages_text}{width}x{height} pixels x {bands} channel(s)")
+
+
 def _pillow_pages(path: Path, first_only: bool = False) -> np.ndarray:
     """Every page (or the first) of a file decoded by Pillow, as (pages, H, W[, C])."""
     image = open_pillow(path)
     try:
         with image:
+            _check_pillow_memory(image, path, 1 if first_only else getattr(image, "n_frames", 1))
             if _truncated_by_pillow(image):
                 raise UserError(f"cannot read {path}: 16-bit colour data (mode {image.mode}) that Pillow decodes "
                                 f"only to 8 bits; save it as a 16-bit TIFF")
@@ -187,6 +200,9 @@ def _tiff_pages(path: Path) -> np.ndarray | None:
     with _tifffile().TiffFile(path) as tif:
         if int(tif.pages[0].photometric) not in _PLAIN_PHOTOMETRIC:
             return None
+        shape = tif.series[0].shape if len(tif.series) == 1 else (len(tif.pages), *tif.pages[0].shape)
+        check_fits(math.prod(shape) * np.dtype(tif.pages[0].dtype).itemsize, str(path),
+                   f"pixels of shape {'x'.join(map(str, shape))}")
         if len(tif.series) == 1:
             return _as_pages(tif.series[0].asarray(), tif.series[0].axes)
         # Pages of different sizes or types make several series: one stack only if they agree after all.
@@ -231,9 +247,9 @@ def file_is_wide(path: Path) -> bool:
     """True when the file stores more than 8 bits per sample (read from its header; unreadable files: False)."""
     path = Path(path)
     try:
-        layout = tiff_layout(path)
-        if layout is not None:
-            return layout.dtype not in (np.uint8, np.bool_)
+        header = tiff_header(path)
+        if header is not None:
+            return header.dtype not in (np.uint8, np.bool_)
         with Image.open(path) as image:
             return image.mode in WIDE_PILLOW_MODES or _truncated_by_pillow(image)
     except (UserError, OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
@@ -252,7 +268,7 @@ def to_uint8(array: np.ndarray, intensity: Intensity | None, source: str) -> np.
     if intensity is None:
         raise UserError(f"{source}: {array.dtype} pixels (more than 8 bits); choose how they become 8-bit "
                         f"with {SCALING_OPTIONS}")
-    return intensity.apply(array)
+    return intensity.apply(array, source)
 
 
 def array_to_image(array: np.ndarray, source: str) -> Image.Image:
@@ -285,7 +301,6 @@ def load_model_input(path: Path, in_channels: int, intensity: Intensity | None) 
     return image_to_array(array_to_image(to_uint8(pages[0], intensity, str(path)), str(path)), in_channels, path)
 
 
-
 def image_to_array(image: Image.Image, in_channels: int, path: Path) -> np.ndarray:
     """H x W x in_channels uint8 array; grey is replicated to RGB, colour is refused for 1-channel models."""
     if image.mode in WIDE_MODES:
@@ -312,6 +327,7 @@ def open_image(path: Path, page: int | None = None) -> Image.Image:
     image = open_pillow(path)  # missing, unidentified and too-large files are reported there
     try:
         with image:
+            _check_pillow_memory(image, path)
             if page is not None:
                 return ImageSequence.Iterator(image)[page].copy()
             image.load()

@@ -4,6 +4,8 @@ Two rules, shared by the volume importers, the image importers and prediction:
 - a CT window (a preset such as ``liver`` or ``WIDTH,LEVEL``): [level - width/2, level + width/2] -> [0, 255];
 - per-volume (or per-image) percentile scaling for MRI and microscopy: [p_low, p_high] -> [0, 255].
 Values below the range become 0, above it 255; in between ``round(255 * (x - low) / (high - low))``.
+Data holding NaN or infinite values, and data whose values are all one, is refused with the file and the count:
+no rule could say what such pixels show, and an all-black picture would pass as a real scan.
 """
 from __future__ import annotations
 
@@ -45,8 +47,10 @@ class Intensity:
         low, high = np.percentile(finite, [self.low, self.high])
         return float(low), float(high)
 
-    def apply(self, data: np.ndarray) -> np.ndarray:
-        """Scale `data` (any shape, any real dtype) to uint8; a percentile range is taken over all of `data`."""
+    def apply(self, data: np.ndarray, source: str) -> np.ndarray:
+        """Scale `data` (any shape, any real dtype) of file `source` to uint8; a percentile range is taken over all
+        of `data`. Non-finite or constant data is a UserError (check_values)."""
+        check_values(data, source)
         low, high = self.value_range(data)
         return scale_to_uint8(data, low, high)
 
@@ -72,6 +76,24 @@ class Intensity:
         if kind not in ("window", "percentile") or not low < high:
             raise UserError(f"malformed intensity description {data!r}")
         return cls(kind, low, high, data.get("name"))
+
+
+def check_values(data: np.ndarray, source: str) -> None:
+    """Refuse data that holds NaN or infinite values (naming how many), is empty, or holds one value only."""
+    data = np.asarray(data)
+    if data.size == 0:
+        raise UserError(f"{source}: no pixels")
+    if data.dtype.kind in "fc":
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        if bad == data.size:
+            raise UserError(f"{source}: all {data.size} values are NaN or infinite; the file holds no image")
+        if bad:
+            raise UserError(f"{source}: {bad} of {data.size} values are NaN or infinite; replace them with real "
+                            f"values (or remove the file) before using it")
+    low, high = data.min(), data.max()
+    if low == high:
+        raise UserError(f"{source}: every one of its {data.size} values is {low:g}; a constant image shows nothing "
+                        f"to segment")
 
 
 def scale_to_uint8(data: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -67,8 +67,8 @@ def session_forward(session: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     return forward
 
 
-def check_signature(session: Any, in_channels: int, source: str | os.PathLike) -> None:
-    """One input and one output, both (N, C, H, W), the input with the described channels."""
+def check_signature(session: Any, in_channels: int, num_classes: int, source: str | os.PathLike) -> None:
+    """One input and one output, both (N, C, H, W), with the described channels and classes."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) != 1:
         raise UserError(f"{source}: ONNX model with {len(inputs)} inputs and {len(outputs)} outputs; "
@@ -80,6 +80,10 @@ def check_signature(session: Any, in_channels: int, source: str | os.PathLike) -
     channels = inputs[0].shape[1]
     if isinstance(channels, int) and channels != in_channels:
         raise UserError(f"{source}: ONNX model input has {channels} channels but its metadata says {in_channels}")
+    classes = outputs[0].shape[1]
+    if isinstance(classes, int) and classes != num_classes:
+        raise UserError(f"{source}: ONNX model output has {classes} channels but its metadata says num_classes "
+                        f"{num_classes}")
 
 
 def non_finite_initializers(payload: bytes) -> tuple[list[str], int]:

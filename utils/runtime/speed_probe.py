@@ -4,7 +4,8 @@ set-up, and keep the fastest (a near tie goes to fp32, then to channels-last).
 Candidates are timed at the run's batch on at most PROBE_SIZE pixels square, which bounds the probe's cost at
 any input size. The result is cached per machine, torch version, model, channels, classes, probed size, batch
 and device type in $UNET_SEGMENTATION_CACHE, else $XDG_CACHE_HOME/unet-segmentation, else
-~/.cache/unet-segmentation.
+~/.cache/unet-segmentation. A probe timed while other processes kept the CPUs busy is cached marked noisy:
+later runs use it as it is while the machine stays busy, and time again once it is quiet.
 """
 from __future__ import annotations
 
@@ -12,14 +13,11 @@ import contextlib
 import copy
 import datetime
 import hashlib
-import json
 import math
 import os
 import platform
 import random
-import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from time import perf_counter, process_time
 from typing import Any, Callable, Iterator
 
@@ -27,18 +25,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from utils.errors import UserError
-from utils.io.files import write_json
 from utils.runtime.device import amp_dtype, cpuinfo, memory_format, synchronize, usable_cpus
+from utils.runtime.speed_cache import CACHE_ENV as CACHE_ENV  # the names users and tests set
+from utils.runtime.speed_cache import CACHE_FILE as CACHE_FILE
+from utils.runtime.speed_cache import cache_path, note, read_cache, write_cache
 
-CACHE_ENV = "UNET_SEGMENTATION_CACHE"
-CACHE_FILE = "speed_probe.json"
-CACHE_VERSION = 1
-MAX_ENTRIES = 200  # set-ups remembered; the oldest go first
 TIE = 0.05  # within this fraction of the fastest counts as as fast: the preferred such candidate wins
 # A first timed step this far from the best so far decides alone; closer calls get a second step.
 CLEARLY = 1.25
-# Other processes busy on more than this share of the CPUs make a CPU probe too noisy to cache.
+# Other processes busy on more than this share of the CPUs make a CPU probe noisy: cached as such, and timed again
+# by a later run on a quiet machine.
 BUSY = 0.25
 # Probes time this side, or the run's own where it is smaller, to bound their cost: on the 2-core EPYC the
 # candidates ranked alike at 128, 256 and 512 px with the batch kept, but not at batch 1 against 2 or 4
@@ -79,6 +75,7 @@ class SpeedChoice:
     cache: str | None = None
     busy: float | None = None  # share of the CPUs other processes used during the probe (CPU only)
     probe_size: int | None = None  # the side the candidates were timed at
+    noisy: bool = False  # timed while other processes kept more than BUSY of the CPUs busy
 
     @property
     def amp(self) -> bool:
@@ -100,8 +97,11 @@ class SpeedChoice:
         origin = f"probe took {self.probe_seconds:.1f} s" if self.source == "probe" else "cached probe"
         if self.probe_size:
             origin += f" at {self.probe_size}x{self.probe_size}"
-        if self.busy is not None and self.busy > BUSY:
-            origin += f", noisy: other processes used {self.busy:.0%} of the CPUs, not cached"
+        if self.source == "probe" and self.noisy:
+            origin += (f", noisy: other processes used {self.busy:.0%} of the CPUs; cached as noisy, timed again "
+                       f"when the machine is quiet")
+        elif self.noisy:
+            origin += ", noisy: timed on a busy machine; timed again when the machine is quiet"
         return f"{what}, the fastest per step ({steps}; {origin}; cache {self.cache})"
 
     def to_json(self) -> dict[str, Any]:
@@ -187,13 +187,14 @@ def preserved_rng(device: torch.device) -> Iterator[None]:
         np.random.set_state(numpy)
 
 
-def cache_path() -> Path:
-    """The cache file: in $UNET_SEGMENTATION_CACHE, else $XDG_CACHE_HOME/unet-segmentation, else ~/.cache/..."""
-    folder = os.environ.get(CACHE_ENV)
-    if not folder:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        folder = str(Path(base) / "unet-segmentation")
-    return Path(folder) / CACHE_FILE
+def others_busy_now() -> float | None:
+    """The share of the CPUs other processes keep busy now, from the 1-minute load average less this process;
+    None where the system has no load average."""
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+    return max(0.0, load - 1) / (os.cpu_count() or 1)
 
 
 def machine_key(device: torch.device) -> dict[str, Any]:
@@ -207,36 +208,6 @@ def machine_key(device: torch.device) -> dict[str, Any]:
             "device": device.type}
 
 
-def _note(message: str) -> None:
-    print(f"note: {message}", file=sys.stderr, flush=True)
-
-
-def read_cache(path: Path) -> list[dict[str, Any]]:
-    """The cache's entries; a missing file is empty, an unreadable or malformed one is ignored with a note."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        entries = data["entries"]
-        if data["version"] != CACHE_VERSION or not all(
-                isinstance(e["key"], dict) and isinstance(e["choice"], str) and isinstance(e["seconds"], dict)
-                for e in entries):
-            raise ValueError("not a speed-probe cache of this version")
-        return entries
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # truncated, foreign, unreadable
-        _note(f"ignoring the speed-probe cache {path} ({type(exc).__name__}: {exc}); the next cached probe "
-              f"replaces it")
-        return []
-
-
-def write_cache(path: Path, entries: list[dict[str, Any]]) -> None:
-    """Write the entries atomically; a cache that cannot be written only costs a probe next time."""
-    try:
-        write_json(path, {"version": CACHE_VERSION, "entries": entries[-MAX_ENTRIES:]})
-    except (OSError, UserError) as exc:
-        _note(f"could not write the speed-probe cache {path} ({exc}); the probe runs again next time")
-
-
 def decide(device: torch.device, key: dict[str, Any], options: list[Candidate],
            make_steps: Callable[[], StepFactory], what: str) -> SpeedChoice:
     """The cached choice for `key`, else time `options` (steps from `make_steps()`) and cache the fastest."""
@@ -247,11 +218,14 @@ def decide(device: torch.device, key: dict[str, Any], options: list[Candidate],
     path = cache_path()
     entries = read_cache(path)
     hit = next((e for e in reversed(entries) if e["key"] == key and e["choice"] in names), None)
-    if hit:
+    retime = hit is not None and hit.get("noisy") and (others_busy_now() or 0.0) <= BUSY
+    if hit and not retime:
         chosen = options[names.index(hit["choice"])]
         return SpeedChoice(chosen.precision, chosen.channels_last, "cache", hit["seconds"],
-                           hit.get("probe_seconds"), str(path), probe_size=key.get("probe_size"))
-    print(f"speed probe: timing {what} as {', '.join(names)} (once for this set-up; cached in {path})", flush=True)
+                           hit.get("probe_seconds"), str(path), probe_size=key.get("probe_size"),
+                           noisy=bool(hit.get("noisy")))
+    again = "again: the cached timings were noisy and the machine is quiet now" if retime else "once for this set-up"
+    print(f"speed probe: timing {what} as {', '.join(names)} ({again}; cached in {path})", flush=True)
     sample, start = cpu_sample(), perf_counter()
     with preserved_rng(device):
         timings = time_candidates(options, make_steps())
@@ -259,14 +233,15 @@ def decide(device: torch.device, key: dict[str, Any], options: list[Candidate],
     busy = others_share(sample, cpu_sample(), wall) if device.type == "cpu" else None
     chosen = choose(timings)
     seconds = {c.name: (s if math.isfinite(s) else None) for c, s in timings.items()}
+    noisy = busy is not None and busy > BUSY
     choice = SpeedChoice(chosen.precision, chosen.channels_last, "probe", seconds, wall, str(path), busy,
-                         key.get("probe_size"))
-    if busy is not None and busy > BUSY:
-        _note(f"other processes kept {busy:.0%} of the CPUs busy during the speed probe, so its timings are "
-              f"noisy: this run uses its choice ({chosen.name}), but it is not cached")
-        return choice
+                         key.get("probe_size"), noisy)
+    if noisy:
+        note(f"other processes kept {busy:.0%} of the CPUs busy during the speed probe, so its timings are "
+              f"noisy: its choice ({chosen.name}) is cached marked noisy, used while the machine stays busy and "
+              f"timed again by a run on a quiet machine")
     entry = {"key": key, "choice": chosen.name, "seconds": seconds, "probe_seconds": wall,
-             "measured": datetime.datetime.now().isoformat(timespec="seconds")}
+             "measured": datetime.datetime.now().isoformat(timespec="seconds"), "noisy": noisy}
     write_cache(path, [e for e in entries if e["key"] != key] + [entry])
     return choice
 

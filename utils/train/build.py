@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,8 +12,9 @@ from torch.utils.data import DataLoader
 from nets import build_model
 from utils.data.augment import Augmentation, build_augmentation
 from utils.data.dataset import SegmentationDataset
-from utils.data.folders import read_class_names, read_preprocessing
+from utils.data.folders import CLASSES_FILE, read_class_names, read_preprocessing
 from utils.data.sampler import SeededSampler
+from utils.data.splits import split_fingerprint
 from utils.errors import UserError
 from utils.io.checkpoint import load_checkpoint, model_from_checkpoint
 from utils.io.labels import IGNORE_INDEX
@@ -55,6 +57,9 @@ def configure_backends(args: argparse.Namespace, device: torch.device) -> None:
 def read_classes(args: argparse.Namespace) -> tuple[list[str], int]:
     """Class names and count of a new run: --num-classes, else the dataset's classes.txt, else 2."""
     names = read_class_names(args.data)
+    if names and args.num_classes is None and len(names) > IGNORE_INDEX:
+        raise UserError(f"{Path(args.data) / CLASSES_FILE} names {len(names)} classes; a model has at most "
+                        f"{IGNORE_INDEX} (label value {IGNORE_INDEX} means 'ignore')")
     num_classes = args.num_classes or (len(names) if names else 2)
     expected = max(num_classes, 2)
     if names and len(names) != expected:
@@ -104,6 +109,10 @@ def build_datasets(args: argparse.Namespace, spec: InputSpec, augmentation: Augm
             problems.append(f"split '{split}': {exc}")
     if problems:
         raise UserError("\n".join(problems))
+    if not datasets[0].has_foreground:
+        print(f"note: every label of the training split '{args.train_split}' ({len(datasets[0])} images of "
+              f"{args.data}) is background: the model learns no class from it; check the split or the label "
+              f"values", file=sys.stderr)
     return datasets[0], datasets[1]
 
 
@@ -239,6 +248,7 @@ def build_run(model_name: str, args: argparse.Namespace, resume: dict[str, Any] 
     autocast_dtype = amp_dtype(device) if speed.amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     run = Run(model_name, args, device, dist, spec, augmentation, train_set, val_set, train_sampler, train_loader,
-              val_loader, net, model, speed, criterion, optimizer, scheduler, autocast_dtype, scaler)
+              val_loader, net, model, speed, criterion, optimizer, scheduler, autocast_dtype, scaler,
+              data_splits=[split_fingerprint(args.data, split) for split in (args.train_split, args.val_split)])
     open_run_dir(run, resume)
     return run

@@ -46,7 +46,7 @@ def forward_loss(run: Run, batch: Batch, train: bool = False) -> Outputs:
     images = normalize(images, run.spec.normalization)
     images = images.contiguous(memory_format=memory_format(run.speed.channels_last))
     labels = labels.long()
-    # Validation runs in fp32 like utils.inference.Predictor, so the mIoU printed here is the one
+    # Validation runs in fp32 like utils.infer.predictor.Predictor, so the mIoU printed here is the one
     # get_miou_prediction.py + miou.py report for the same checkpoint.
     amp = train and run.amp_dtype is not None
     with torch.autocast(run.device.type, dtype=run.amp_dtype or torch.float32, enabled=amp):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import Any
 
 from utils.cli import (
@@ -40,6 +41,16 @@ def parse_class_weights(text: str) -> list[float]:
     if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
         raise UserError(f"--class-weights must be finite numbers >= 0, not all 0, got '{text}'")
     return weights
+
+
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+
+
+def run_name(text: str) -> str:
+    """argparse type for --run-name: one folder name, so that the run stays inside --log-dir."""
+    if not text.strip() or text in (".", "..") or any(sep in text for sep in ("/", "\\", "\0")):
+        raise argparse.ArgumentTypeError(f"must be a single folder name (no '/', '\\' or '..'), got {text!r}")
+    return text
 
 
 def train_parser(model_name: str) -> argparse.ArgumentParser:
@@ -91,7 +102,8 @@ def train_parser(model_name: str) -> argparse.ArgumentParser:
                        help="stop after this many consecutive NaN/inf losses (each one is skipped)")
     run = parser.add_argument_group("run")
     add_device_argument(run)
-    run.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
+    run.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0,
+                     help="seed for weights, shuffling and augmentation")
     run.add_argument("--deterministic", action="store_true",
                      help="use deterministic algorithms only (turns cuDNN autotuning off)")
     run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
@@ -109,7 +121,8 @@ def train_parser(model_name: str) -> argparse.ArgumentParser:
     run.add_argument("--pretrained", default=None, help="local torchvision VGG16 state-dict file (unet only)")
     run.add_argument("--resume", default=None, help="checkpoint (or run folder) to continue from")
     run.add_argument("--log-dir", default="logs", help="runs go to <log-dir>/<model>/<run-name>/")
-    run.add_argument("--run-name", default=None, help="run folder name (default: date-time); taken names get -2, -3")
+    run.add_argument("--run-name", type=run_name, default=None,
+                     help="run folder name inside --log-dir/<model> (default: date-time); taken names get -2, -3")
     run.add_argument("--overlays", type=int_at_least(0), default=4, help="validation overlays written to TensorBoard per epoch")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
     run.add_argument("--sync-bn", action="store_true",
@@ -127,22 +140,69 @@ def restore_options(parser: argparse.ArgumentParser, args: argparse.Namespace, a
                     checkpoint: dict[str, Any]) -> argparse.Namespace:
     """The resumed run's own options from its checkpoint; one given on the command line must agree with them.
 
-    Only RESUME_OVERRIDES may differ. Speed options (--amp, --channels-last, ...) may change for a move to
-    other hardware, at the price of bit-exactness.
+    Only RESUME_OVERRIDES may differ, and --data when it names a folder holding the same splits (a moved data
+    set). Speed options (--amp, --channels-last, ...) may change for a move to other hardware, at the price of
+    bit-exactness.
     """
-    saved = checkpoint.get("args") or {}
+    saved = dict(checkpoint.get("args") or {})
+    # A class count taken from classes.txt is saved as None: compare with the count the run used.
+    saved["num_classes"] = checkpoint["model"]["num_classes"]
     for action in parser._actions:  # parse again with no defaults: what remains was typed by the user
         action.default = argparse.SUPPRESS
     given = vars(parser.parse_args(argv))
     conflicts = [f"--{name.replace('_', '-')} {value!r} (the run used {saved[name]!r})"
                  for name, value in given.items()
-                 if name not in RESUME_OVERRIDES and name in saved and value != saved[name]]
+                 if name not in (*RESUME_OVERRIDES, "data") and name in saved
+                 and not same_option(name, value, saved[name])]
     if conflicts:
         raise UserError(f"{args.resume}: options that contradict the run being resumed: {'; '.join(conflicts)}. "
                         f"Leave them out (the run's own are restored) or start a new run; only "
-                        f"{', '.join('--' + n.replace('_', '-') for n in RESUME_OVERRIDES[1:])} may change")
+                        f"{', '.join('--' + n.replace('_', '-') for n in RESUME_OVERRIDES[1:])} may change, and "
+                        f"--data for a moved data set")
+    if "data" in saved:
+        check_data_folder(str(args.resume), given.get("data"), saved["data"], checkpoint)
     restored = {name: value for name, value in saved.items()
                 if name != "resume" and name not in given and name in vars(args)}
     return argparse.Namespace(**{**vars(args), **restored})
 
 
+PATH_OPTIONS = ("log_dir", "pretrained")
+
+
+def same_option(name: str, given: Any, saved: Any) -> bool:
+    """Whether a given option agrees with the run's: paths compare as the folders or files they resolve to."""
+    if name in PATH_OPTIONS and isinstance(given, str) and isinstance(saved, str):
+        return Path(given).resolve() == Path(saved).resolve()
+    return given == saved
+
+
+def check_data_folder(resume: str, given: str | None, saved: str, checkpoint: dict[str, Any]) -> None:
+    """--data of a resumed run: the run's own folder, or one holding the same splits (the data set moved)."""
+    from utils.data.splits import split_fingerprint
+
+    if given is None:
+        if not Path(saved).is_dir():
+            raise UserError(f"{resume}: the run's data set {saved} is not there any more; if it moved, give "
+                            f"--data NEW_FOLDER (it must hold the same splits: stems and label sizes)")
+        return
+    if Path(given).resolve() == Path(saved).resolve():
+        return
+    recorded = checkpoint.get("data_splits")
+    if not recorded:
+        if not Path(saved).is_dir():
+            raise UserError(f"{resume}: --data {given}: the run's checkpoint records no splits to compare with and "
+                            f"its data set {saved} is not there any more, so the data cannot be checked")
+        args = checkpoint.get("args") or {}
+        recorded = [split_fingerprint(saved, args.get(key, default))
+                    for key, default in (("train_split", "train"), ("val_split", "val"))]
+    for record in recorded:
+        try:
+            found = split_fingerprint(given, record["split"])
+        except UserError as exc:
+            raise UserError(f"{resume}: --data {given} is not the run's data set {saved}: its split "
+                            f"'{record['split']}' cannot be read ({str(exc).splitlines()[0]})") from None
+        if found != record:
+            raise UserError(f"{resume}: --data {given} is not the run's data set {saved}: its split "
+                            f"'{record['split']}' lists {found['images']} images (the run's: {record['images']}) "
+                            f"with other stems or label sizes; a resumed run keeps its data, so start a new run "
+                            f"for other data")

@@ -63,6 +63,7 @@ def training_checkpoint(run: Run, epoch: int, with_training_state: bool = True) 
         "history": run.history,
         "args": args,
         "speed": run.speed.to_json(),
+        "data_splits": run.data_splits,
     }
     if with_training_state:
         state.update(optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),

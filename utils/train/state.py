@@ -64,6 +64,7 @@ class Run:
     best_miou: float = -1.0
     history: list[dict[str, Any]] = field(default_factory=list)
     stop_requested: bool = False  # set by Ctrl-C / SIGTERM; the loops stop at the next step boundary
+    data_splits: list[dict[str, Any]] = field(default_factory=list)  # splits.split_fingerprint of train and val
 
     @property
     def device_augmentation(self) -> Augmentation | None:

@@ -12,7 +12,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
 
 from utils.errors import UserError
-from utils.volumes.geometry import Volume, load_nifti
+from utils.volumes.geometry import Volume, check_spacing, load_nifti
 
 # Media Storage Directory Storage: a DICOMDIR index, not an image, whatever the file is called.
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -79,8 +79,10 @@ def read_series(folder: str | os.PathLike) -> Volume:
             problems += position_problems
     _raise_if(problems, folder)
 
+    affine = _affine([ds for _, ds, _ in slices])
+    check_spacing(affine, folder)  # a zero or NaN slice thickness of a one-slice series
     data = np.stack([_real_values(file, ds).T for file, ds, _ in slices], axis=-1)
-    return Volume(data=data, affine=_affine([ds for _, ds, _ in slices]), source=str(folder))
+    return Volume(data=data, affine=affine, source=str(folder))
 
 
 def _candidate_files(folder: Path) -> list[Path]:
@@ -129,9 +131,13 @@ def _per_file_problems(datasets: dict[Path, pydicom.Dataset]) -> list[str]:
     multi_frame: list[str] = []
     colour: list[str] = []
     undecodable: dict[str, list[str]] = {}
+    bad_spacing: list[str] = []
     for file, ds in datasets.items():
-        for keyword in _missing(ds):
+        absent = _missing(ds)
+        for keyword in absent:
             missing.setdefault(keyword, []).append(file.name)
+        if "PixelSpacing" not in absent and not _positive(ds.PixelSpacing):
+            bad_spacing.append(f"{file.name} {list(ds.PixelSpacing)}")
         if int(ds.get("NumberOfFrames", 1) or 1) > 1:
             multi_frame.append(f"{file.name} ({ds.NumberOfFrames} frames)")
         if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
@@ -141,6 +147,9 @@ def _per_file_problems(datasets: dict[Path, pydicom.Dataset]) -> list[str]:
             undecodable.setdefault(f"{syntax.name} ({syntax})", []).append(file.name)
     problems = [f"{len(names)} file(s) have no (or a malformed) {keyword}{_list(names)}"
                 for keyword, names in missing.items()]
+    if bad_spacing:
+        problems.append(f"{len(bad_spacing)} file(s) have a PixelSpacing that is zero, negative or not a number"
+                        f"{_list(bad_spacing)}")
     if multi_frame:
         problems.append(f"{len(multi_frame)} multi-frame file(s) (NumberOfFrames > 1, e.g. enhanced CT/MR); this "
                         f"reader takes one slice per file: convert with dcm2niix or export classic single-frame "
@@ -164,6 +173,15 @@ def _missing(ds: pydicom.Dataset) -> list[str]:
         if value is None or isinstance(value, str) or wrong_size:
             absent.append(keyword)
     return absent
+
+
+def _positive(values: Sequence) -> bool:
+    """True when every value is a finite number above zero."""
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return False
+    return all(np.isfinite(v) and v > 0 for v in numbers)
 
 
 def _decodable(syntax: pydicom.uid.UID) -> bool:
@@ -311,6 +329,5 @@ def _short(error: BaseException) -> str:
 def read_image_volume(path: Path) -> Volume:
     """A NIfTI file or a DICOM series folder as a float32 volume (HU for CT)."""
     if path.is_dir():
-        pass
         return read_series(path)
     return load_nifti(path)

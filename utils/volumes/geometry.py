@@ -8,6 +8,7 @@ The result is a (slices, rows, columns) stack whose spacing is (through-plane, r
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,16 +55,54 @@ def _nibabel():
     return nibabel
 
 
+def _fmt(values: np.ndarray) -> str:
+    """Numbers as a short printable tuple."""
+    return "(" + ", ".join(f"{float(v):g}" for v in values) + ")"
+
+
+def check_spacing(affine: np.ndarray, source: str | os.PathLike) -> None:
+    """Refuse an affine whose voxel spacing is zero or not a number, or whose voxel axes do not span 3-D space."""
+    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
+    spacing = np.linalg.norm(matrix, axis=0)
+    if not np.isfinite(affine).all() or not (spacing > 0).all():
+        raise UserError(f"{source}: voxel spacing {_fmt(spacing)} mm (affine {np.round(affine, 3).tolist()}): a "
+                        f"spacing must be a positive number; fix the file's header (pixdim, qform or sform)")
+    # Two (nearly) parallel voxel axes cannot be reoriented or measured in millimetres.
+    if abs(np.linalg.det(matrix)) < 1e-6 * float(np.prod(spacing)):
+        raise UserError(f"{source}: the voxel axes of its affine {np.round(affine, 3).tolist()} are not independent; "
+                        f"fix the file's header (qform or sform)")
+
+
+def _stored_pixdim(path: str | os.PathLike, header) -> np.ndarray:
+    """pixdim[1:4] as the file stores it (nibabel quietly turns 0 into 1 and negatives positive when loading)."""
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(str(path)) as handle:
+        return np.asarray(type(header).from_fileobj(handle, check=False)["pixdim"][1:4], dtype=np.float64)
+
+
 def nifti_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.ndarray]:
-    """Shape and affine of a NIfTI file without reading its voxels."""
+    """Shape and affine of a NIfTI file without reading its voxels; unusable voxel spacing is a UserError."""
     nib = _nibabel()
+    logger = logging.getLogger("nibabel.global")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the spacing nibabel would quietly fix is reported below instead
     try:
         image = nib.load(str(path))
+        # Without an sform the affine is built from pixdim, so the stored values are the spacing.
+        pixdim = _stored_pixdim(path, image.header) if int(image.header["sform_code"]) == 0 else None
+        affine = np.asarray(image.affine, dtype=np.float64)
     except FileNotFoundError:
         raise UserError(f"file not found: {path}") from None
     except Exception as err:  # nibabel raises several unrelated types for damaged files
         raise UserError(f"{path}: not a readable NIfTI file ({err})") from None
-    return tuple(int(n) for n in image.shape), np.asarray(image.affine, dtype=np.float64)
+    finally:
+        logger.setLevel(level)
+    if pixdim is not None and not (np.isfinite(pixdim) & (pixdim > 0)).all():
+        raise UserError(f"{path}: voxel spacing (pixdim) {_fmt(pixdim)} mm: a spacing must be a positive number; "
+                        f"fix the file's header")
+    check_spacing(affine, path)
+    return tuple(int(n) for n in image.shape), affine
 
 
 def squeeze_3d(shape: tuple[int, ...]) -> tuple[int, ...] | None:

@@ -65,7 +65,7 @@ def predict_volume(predictor: Predictor, volume: Volume, intensity: Intensity, c
                    ) -> tuple[Orientation, np.ndarray, np.ndarray, np.ndarray]:
     """(orientation, display stack, label stack, probabilities (K, slices, H, W)) of one volume."""
     orientation = orientation_of(volume)
-    stack = orientation.to_stack(intensity.apply(volume.data))
+    stack = orientation.to_stack(intensity.apply(volume.data, volume.source))
     probabilities = predict_stack(predictor, stack, context, batch_size, progress)
     labels, probabilities = finish_labels(probabilities, predictor.num_classes, largest)
     return orientation, stack, labels, probabilities

@@ -57,23 +57,33 @@ def _number(value: float | None, percent: bool) -> str:
     return f"{value * 100:.2f}%" if percent else f"{value:.2f}"
 
 
+def _row(cells: list[tuple[str, int]]) -> str:
+    """Name and class left-aligned, numbers right-aligned, each in its width; a space always separates them, so
+    a value wider than its column never runs into the next one."""
+    (name, name_width), (class_name, class_width), *numbers = cells
+    return (f"{name:<{name_width - 1}} {class_name:<{class_width - 1}} "
+            + "".join(f" {text:>{width - 1}}" for text, width in numbers)).rstrip()
+
+
 def format_volume_report(report: dict[str, Any]) -> str:
     """The per-volume table and the summary over volumes as text."""
     lines = [f"per-volume scores ({report['volumes_scored']} volumes; distances in mm with each volume's spacing)"]
-    header = f"{'volume':<20}{'class':<14}{'Dice':>9}{'IoU':>9}{'HD95 mm':>10}{'ASSD mm':>10}"
-    lines.append(header)
+    widths = (20, 14, 9, 9, 10, 10)
+    lines.append(_row(list(zip(("volume", "class", "Dice", "IoU", "HD95 mm", "ASSD mm"), widths))))
     for name, classes in report["per_volume"].items():
         for class_name, values in classes.items():
-            lines.append(f"{name:<20}{class_name:<14}{_number(values['dice'], True):>9}"
-                         f"{_number(values['iou'], True):>9}{_number(values['hd95'], False):>10}"
-                         f"{_number(values['assd'], False):>10}")
+            cells = (name, class_name, _number(values["dice"], True), _number(values["iou"], True),
+                     _number(values["hd95"], False), _number(values["assd"], False))
+            lines.append(_row(list(zip(cells, widths))))
     lines.append("")
-    lines.append(f"{'over volumes':<20}{'class':<14}{'mean Dice':>10}{'median':>9}{'global':>9}"
-                 f"{'mean HD95':>11}{'mean ASSD':>11}")
+    widths = (20, 14, 10, 9, 9, 11, 11)
+    lines.append(_row(list(zip(("over volumes", "class", "mean Dice", "median", "global", "mean HD95", "mean ASSD"),
+                               widths))))
     for class_name, values in report["summary"].items():
-        lines.append(f"{'':<20}{class_name:<14}{_number(values['dice']['mean'], True):>10}"
-                     f"{_number(values['dice']['median'], True):>9}{_number(values['global_dice'], True):>9}"
-                     f"{_number(values['hd95']['mean'], False):>11}{_number(values['assd']['mean'], False):>11}")
+        cells = ("", class_name, _number(values["dice"]["mean"], True), _number(values["dice"]["median"], True),
+                 _number(values["global_dice"], True), _number(values["hd95"]["mean"], False),
+                 _number(values["assd"]["mean"], False))
+        lines.append(_row(list(zip(cells, widths))))
     for rule, text in report["empty_rules"].items():
         lines.append(f"{rule}: {text}")
     if report["incomplete_volumes"]:

@@ -1,0 +1,47 @@
+"""Atomic writes: a killed write's temporary is removed by the next write there; long names still fit."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+import get_miou_prediction
+from tests.conftest import write_checkpoint, write_pair, write_split
+from utils.cli import run_main
+from utils.io.files import write_text
+
+
+def test_a_stale_temporary_is_removed_and_a_live_one_kept(tmp_path: Path) -> None:
+    stale = tmp_path / ".model.onnx.k3j9x_2a.tmp"
+    live = tmp_path / ".other.png.ab12cd34.tmp"
+    stale_volume = tmp_path / ".ct_label.nii.gz.zz99yy88.tmp.nii.gz"
+    mine = tmp_path / "notes.tmp"  # not a temporary's name: never touched
+    for path in (stale, live, stale_volume, mine):
+        path.write_bytes(b"partial")
+    hour_ago = time.time() - 3600
+    for path in (stale, stale_volume, mine):
+        os.utime(path, (hour_ago, hour_ago))
+    write_text(tmp_path / "model.onnx", "done")
+    assert not stale.exists() and not stale_volume.exists()
+    assert live.exists() and mine.exists() and (tmp_path / "model.onnx").read_text() == "done"
+
+
+def test_a_name_that_fits_is_written_although_its_temporary_name_would_not(tmp_path: Path) -> None:
+    name = "s" * 246 + ".png"  # 250 characters: fits the file system's 255, the temporary's 264 would not
+    write_text(tmp_path / name, "x")
+    write_text(tmp_path / name, "y")
+    assert os.listdir(tmp_path) == [name] and (tmp_path / name).read_text() == "y"
+
+
+def test_predictions_of_stems_of_240_characters(tmp_path: Path) -> None:
+    stem = "case_" + "7" * 240
+    data = tmp_path / "data"
+    write_pair(data, stem, np.full((32, 32), 90, np.uint8), np.zeros((32, 32), np.uint8))
+    write_split(data, "val", [stem])
+    checkpoint = write_checkpoint(tmp_path / "best.pt")
+    out = tmp_path / "pred"
+    assert run_main(get_miou_prediction.main, ["--checkpoint", str(checkpoint), "--data", str(data),
+                                               "--out", str(out)]) == 0
+    assert (out / f"{stem}.png").is_file() and not [p for p in os.listdir(out) if p.endswith(".tmp")]
