@@ -30,7 +30,7 @@ def test_tile_starts_cover_the_length() -> None:
     assert blend_weights(4).tolist()[0] == [0.25, 0.5, 0.5, 0.25]
 
 
-@pytest.mark.parametrize("height, width", [(37, 53), (10, 70), (16, 16)])
+@pytest.mark.parametrize("height, width", [(37, 53), (10, 70), (16, 16), (20, 9), (5, 7)])  # wider, taller, smaller
 def test_sliding_window_reassembles_the_image(height: int, width: int) -> None:
     torch.manual_seed(0)
     image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)

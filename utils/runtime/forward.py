@@ -5,7 +5,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import functional as F
+import torch.nn.functional as F
 
 from utils.runtime.device import normalize
 
@@ -32,6 +32,7 @@ def blend_weights(tile: int) -> torch.Tensor:
 def tile_grid(image: torch.Tensor, tile: int, overlap: float) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """The image (C, H, W) zero-padded to at least one tile, and the top-left corners of the tiles covering it."""
     height, width = image.shape[1:]
+    # torch's pad order is (left, right, top, bottom): the image stays at the top-left corner.
     padded = F.pad(image, (0, max(0, tile - width), 0, max(0, tile - height)))
     positions = [(y, x) for y in tile_starts(padded.shape[1], tile, overlap)
                  for x in tile_starts(padded.shape[2], tile, overlap)]
