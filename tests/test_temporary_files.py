@@ -45,3 +45,30 @@ def test_predictions_of_stems_of_240_characters(tmp_path: Path) -> None:
     assert run_main(get_miou_prediction.main, ["--checkpoint", str(checkpoint), "--data", str(data),
                                                "--out", str(out)]) == 0
     assert (out / f"{stem}.png").is_file() and not [p for p in os.listdir(out) if p.endswith(".tmp")]
+
+
+def test_a_killed_writers_temporary_goes_at_once(tmp_path: Path) -> None:
+    """SIGKILL during a write (here: a child process killed mid-write), then at once another write to the folder."""
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import time; from utils.io.files import atomic_open\n"
+            "with atomic_open(r'%s', 'wb') as handle:\n"
+            "    handle.write(b'partial'); handle.flush(); print('writing', flush=True); time.sleep(60)\n"
+            % (tmp_path / "model.onnx"))
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    leftover = [p for p in tmp_path.iterdir() if p.name.startswith(".model.onnx.")]
+    live_elsewhere = tmp_path / f".other.png.abcdef-{os.getpid()}.ab12cd34.tmp"  # another machine's pid: kept
+    live_elsewhere.write_bytes(b"partial")
+    write_text(tmp_path / "first.txt", "x")  # the writer still runs: its temporary stays
+    assert len(leftover) == 1 and leftover[0].exists()
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    import utils.io.files
+    utils.io.files._swept.clear()  # a new run of a script: sweeps the folder again
+    write_text(tmp_path / "model.onnx", "done")
+    assert not leftover[0].exists() and live_elsewhere.exists()
+    assert (tmp_path / "model.onnx").read_text() == "done"

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -18,11 +19,12 @@ from PIL import Image
 from utils.errors import UserError
 
 # A temporary untouched this long belongs to a killed write: a live writer (a PNG, a checkpoint, an exported
-# model) writes its bytes in one go, seconds after making the file, so ten minutes leaves a wide margin.
+# model) writes its bytes in one go, seconds after making the file, so ten minutes leaves a wide margin. A
+# temporary whose writer (named in it: this machine's tag and the process id) has exited goes at once.
 STALE_TEMPORARY_SECONDS = 600
 RANDOM_CHARACTERS = 8  # what tempfile.mkstemp puts between the prefix and the suffix
 DEFAULT_NAME_MAX = 255  # bytes in one file name on every common file system
-_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{%d}\.tmp(\.[^.]+)*" % RANDOM_CHARACTERS)
+_TEMPORARY = re.compile(r"\..+?\.(?:([0-9a-f]{6})-(\d+)\.)?[a-z0-9_]{%d}\.tmp(\.[^.]+)*" % RANDOM_CHARACTERS)
 _swept: set[Path] = set()  # folders already cleared of stale temporaries by this process
 
 
@@ -33,33 +35,55 @@ def _umask() -> int:
     return mask
 
 
+def _machine_tag() -> str:
+    """Six hex digits naming this machine, so a process id in a temporary's name is only judged where it ran."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _writer_exited(match: re.Match) -> bool:
+    """True when the temporary names a process of this machine that no longer runs."""
+    tag, pid = match.group(1), match.group(2)
+    if tag != _machine_tag() or pid is None:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
+
+
 def remove_stale_temporaries(folder: Path, max_age: float = STALE_TEMPORARY_SECONDS) -> list[Path]:
-    """Delete the temporaries of killed atomic writes in `folder` (unchanged for `max_age` s); returns them."""
+    """Delete the temporaries of killed atomic writes in `folder` (writer gone, or unchanged for `max_age` s)."""
     removed, now = [], time.time()
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
-            if not _TEMPORARY.fullmatch(entry.name):
+            match = _TEMPORARY.fullmatch(entry.name)
+            if not match:
                 continue
             with contextlib.suppress(OSError):
-                if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > max_age:
+                if entry.is_file(follow_symlinks=False) and (
+                        _writer_exited(match) or now - entry.stat(follow_symlinks=False).st_mtime > max_age):
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))
     return removed
 
 
 def _temporary_prefix(path: Path, suffix: str) -> str:
-    """'.<name>.', shortened (with a hash of the name) when the temporary's name would be too long to create."""
+    """'.<name>.<machine>-<pid>.', the name shortened (with a hash of it) when the temporary's would be too long."""
     try:
         name_max = os.pathconf(path.parent, "PC_NAME_MAX")
     except (OSError, ValueError):
         name_max = DEFAULT_NAME_MAX
-    prefix = f".{path.name}."
+    writer = f"{_machine_tag()}-{os.getpid()}."
+    prefix = f".{path.name}.{writer}"
     room = name_max - RANDOM_CHARACTERS - len(suffix.encode())
     if len(prefix.encode()) <= room:
         return prefix
     digest = hashlib.sha1(path.name.encode()).hexdigest()[:8]
-    head = path.name.encode()[:max(room - len(digest) - 3, 1)].decode(errors="ignore")
-    return f".{head}~{digest}."
+    head = path.name.encode()[:max(room - len(digest) - len(writer) - 3, 1)].decode(errors="ignore")
+    return f".{head}~{digest}.{writer}"
 
 
 @contextlib.contextmanager
