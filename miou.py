@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from utils.cli import MAX_CLASSES, ArgumentParser, int_at_least, run_main
 from utils.data.dataset import find_samples, read_split
-from utils.data.folders import CLASSES_FILE, DATASET_FOLDERS, index_by_stem, read_class_names, split_file
+from utils.data.folders import CLASSES_FILE, DATASET_FOLDERS, GROUPS_FILE, index_by_stem, read_class_names, split_file
 from utils.data.splits import group_of
 from utils.errors import UserError
 from utils.evaluate.prediction_folder import PREDICTION_FILE, predicted_stems
@@ -24,8 +24,6 @@ from utils.io.labels import IGNORE_INDEX, label_to_array
 from utils.io.outputs import check_outputs
 from utils.metrics import dice_per_class, mean_case_dice, scores_from_confusion
 from utils.volumes.index import VOLUMES_FILE, read_volumes_file
-
-GROUPS_FILE = "groups.json"
 from utils.volumes.scoring import format_volume_report, score_volumes
 
 
