@@ -130,7 +130,7 @@ def test_bad_options_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, trained_run: Path) -> dict[str, Path]:
-    """The session's trained unet_bn re-saved with a CT window and exported to ONNX, checked on squares whose val
+    """The shared trained unet_bn (trained_run) re-saved with a CT window and exported to ONNX, checked on squares whose val
     images are not square."""
     root = tmp_path_factory.mktemp("export")
     rng = np.random.default_rng(0)
