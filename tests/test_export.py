@@ -130,8 +130,8 @@ def test_bad_options_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, trained_run: Path) -> dict[str, Path]:
-    """The shared trained unet_bn (trained_run) re-saved with a CT window and exported to ONNX, checked on squares whose val
-    images are not square."""
+    """The shared trained unet_bn (trained_run) re-saved with a CT window and exported to ONNX, checked on squares
+    whose val images are not square."""
     root = tmp_path_factory.mktemp("export")
     rng = np.random.default_rng(0)
     data, stems = root / "squares", ["img_6", "img_7"]
