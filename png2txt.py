@@ -1,14 +1,23 @@
-"""Write ImageSets/Segmentation/{train,val,trainval}.txt for a dataset folder (seeded, optionally grouped)."""
+"""Write ImageSets/Segmentation/{train,val,trainval}.txt for a dataset folder (seeded, optionally grouped).
+
+With --folds K it writes fold<i>_train.txt / fold<i>_val.txt for i = 0..K-1 instead of train/val: every image is
+in exactly one validation fold, a patient or volume never in two, images with and without foreground spread
+evenly. Train a fold with: python unet_bn_train_medical.py --fold i ...
+"""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from utils.cli import ArgumentParser, float_in, run_main
+import numpy as np
+
+from utils.cli import ArgumentParser, float_in, int_at_least, run_main
 from utils.data.folders import images_dir, index_by_stem, labels_dir, split_file
-from utils.data.splits import check_group_pattern, group_of, natural_key, split_stems
+from utils.data.splits import check_group_pattern, fold_stems, group_of, natural_key, split_stems
 from utils.errors import UserError
 from utils.io.files import write_text
+from utils.io.images import open_image
+from utils.io.labels import IGNORE_INDEX, label_to_array
 from utils.io.outputs import check_outputs
 from utils.volumes.index import read_volumes_file
 
@@ -23,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="regex on the file stem whose first capture group names a patient/volume; "
                              "all images of one group fall on the same side, e.g. '^(.*)_\\d+$' "
                              "(default for imported volumes: the volume, from volumes.json)")
+    parser.add_argument("--folds", type=int_at_least(2), default=None, metavar="K",
+                        help="write K cross-validation folds (fold<i>_train/val.txt) instead of train/val")
     args = parser.parse_args(argv)
     root = Path(args.data)
     images = index_by_stem(images_dir(root))
@@ -40,19 +51,35 @@ def main(argv: list[str] | None = None) -> int:
     groups = volume_groups(volumes, stems) if volumes else group_of(stems, args.group)
     if args.group:
         check_group_pattern(args.group, stems, groups, args.val_ratio)
-    train, val = split_stems(stems, args.val_ratio, args.seed, groups=groups)
     excluded = {stem for entry in volumes["volumes"].values() for stem in entry["train_excluded"]} if volumes else set()
-    train = [stem for stem in train if stem not in excluded]
-    splits = (("train", train), ("val", val), ("trainval", sorted(stems, key=natural_key)))
+    if args.folds:
+        foreground = {stem: has_foreground(labels[stem]) for stem in stems}
+        splits = []
+        for index, val in enumerate(fold_stems(stems, args.folds, args.seed, groups, foreground)):
+            held_out = set(val) | excluded
+            splits += [(f"fold{index}_train", [stem for stem in stems if stem not in held_out]),
+                       (f"fold{index}_val", val)]
+        splits.append(("trainval", sorted(stems, key=natural_key)))
+    else:
+        train, val = split_stems(stems, args.val_ratio, args.seed, groups=groups)
+        train = [stem for stem in train if stem not in excluded]
+        splits = [("train", train), ("val", val), ("trainval", sorted(stems, key=natural_key))]
     check_outputs([split_file(root, name) for name, _ in splits], [*images.values(), *labels.values()])
     for name, items in splits:
         write_text(split_file(root, name), "".join(f"{stem}\n" for stem in items))
     kind = "volumes from volumes.json" if volumes else "groups"
-    print(f"{len(stems)} pairs ({len(set(groups.values()))} {kind}): train {len(train)}, val {len(val)} -> "
+    sizes = ", ".join(f"{name} {len(items)}" for name, items in splits[:-1])
+    print(f"{len(stems)} pairs ({len(set(groups.values()))} {kind}): {sizes} -> "
           f"{split_file(root, 'train').parent}"
           + (f"; {len(excluded)} slice(s) without foreground kept out of train by --keep-empty" if excluded else "")
           + (f"; {len(unlabelled)} image(s) without label left out" if unlabelled else ""))
     return 0
+
+
+def has_foreground(path: Path) -> bool:
+    """True when the label map holds a class other than background and ignore."""
+    values = np.unique(label_to_array(open_image(path), path))
+    return bool(((values != 0) & (values != IGNORE_INDEX)).any())
 
 
 def volume_groups(volumes: dict, stems: list[str]) -> dict[str, str]:

@@ -73,6 +73,33 @@ def split_stems(stems: list[str], val_ratio: float, seed: int, pattern: str | No
     return train, val
 
 
+def fold_stems(stems: list[str], folds: int, seed: int, groups: dict[str, str], foreground: dict[str, bool]
+               ) -> list[list[str]]:
+    """The validation stems of each of `folds` folds: whole groups only, every stem in exactly one fold.
+
+    Groups with foreground and groups without are dealt out separately (stratified), each shuffled by the seed
+    and then, largest first, given to the fold with the fewest images so far, so folds match in size and content.
+    """
+    members: dict[str, list[str]] = {}
+    for stem in stems:
+        members.setdefault(groups[stem], []).append(stem)
+    if len(members) < folds:
+        raise UserError(f"--folds {folds} needs at least {folds} groups (patients or volumes), found "
+                        f"{len(members)}: a group is never split between folds")
+    sizes = [0] * folds
+    chosen: list[list[str]] = [[] for _ in range(folds)]
+    rng = random.Random(seed)
+    for with_foreground in (True, False):
+        names = sorted((name for name, group in members.items()
+                        if any(foreground[stem] for stem in group) == with_foreground), key=natural_key)
+        rng.shuffle(names)
+        for name in sorted(names, key=lambda n: len(members[n]), reverse=True):  # stable: ties keep the shuffle
+            fold = min(range(folds), key=lambda i: (sizes[i], i))
+            chosen[fold] += members[name]
+            sizes[fold] += len(members[name])
+    return [sorted(fold, key=natural_key) for fold in chosen]
+
+
 def split_fingerprint(root: str | os.PathLike, split: str) -> dict[str, Any]:
     """What identifies a split's data for a resumed run: its stem count and a digest of stems and label sizes
     (read from the file headers, no pixel decoded)."""

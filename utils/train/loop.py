@@ -13,7 +13,7 @@ from utils.metrics import scores_from_confusion
 from utils.train.build import build_run
 from utils.train.distributed import shutdown
 from utils.train.epoch import EpochStats, evaluate, train_one_epoch
-from utils.train.options import restore_options, train_parser
+from utils.train.options import apply_fold, restore_options, train_parser
 from utils.train.resume import training_checkpoint
 from utils.train.run_log import RunLog
 from utils.train.state import Run
@@ -121,5 +121,7 @@ def train(model_name: str, argv: list[str] | None = None) -> int:
         resume = load_checkpoint(args.resume) if args.resume else None
         if resume:
             args = restore_options(parser, args, arguments, resume)
+        else:
+            args = apply_fold(args)
         return fit(build_run(model_name, args, resume))
     return run_main(main, argv)

@@ -17,7 +17,9 @@ from utils.cli import (
     non_negative_float,
     positive_float,
 )
+from utils.data.folders import split_file
 from utils.errors import UserError
+from utils.train.run_folder import default_run_name
 
 
 def loss_spec(text: str) -> str:
@@ -64,6 +66,9 @@ def train_parser(model_name: str) -> argparse.ArgumentParser:
     data.add_argument("--data", default="datasets/SynthLiver", help="dataset folder (Images/, Labels/, ImageSets/)")
     data.add_argument("--train-split", default="train", help="split file used for training")
     data.add_argument("--val-split", default="val", help="split file used for validation")
+    data.add_argument("--fold", type=int_at_least(0), default=None, metavar="I",
+                      help="train fold I of 'png2txt.py --folds K' (splits fold<I>_train / fold<I>_val); the run "
+                           "name ends in -fold<I>")
     data.add_argument("--num-classes", type=int_at_least(1, MAX_CLASSES), default=None,
                       help="classes incl. background (default: lines of classes.txt, else 2); 1 = sigmoid model")
     data.add_argument("--in-channels", type=int, default=3, choices=(1, 3), help="model input channels")
@@ -206,3 +211,18 @@ def check_data_folder(resume: str, given: str | None, saved: str, checkpoint: di
                             f"'{record['split']}' lists {found['images']} images (the run's: {record['images']}) "
                             f"with other stems or label sizes; a resumed run keeps its data, so start a new run "
                             f"for other data")
+
+
+def apply_fold(args: argparse.Namespace) -> argparse.Namespace:
+    """--fold I: the fold's split files and a run name that carries the fold (a new run; a resumed one keeps its own)."""
+    if args.fold is None:
+        return args
+    if (args.train_split, args.val_split) != ("train", "val"):
+        raise UserError("--fold chooses the split files itself; leave out --train-split and --val-split")
+    train, val = f"fold{args.fold}_train", f"fold{args.fold}_val"
+    missing = [split_file(args.data, split) for split in (train, val) if not split_file(args.data, split).is_file()]
+    if missing:
+        raise UserError(f"--fold {args.fold}: {missing[0]} not found; write the folds with: "
+                        f"python png2txt.py --data {args.data} --folds K (K > {args.fold})")
+    name = f"{args.run_name or default_run_name()}-fold{args.fold}"
+    return argparse.Namespace(**{**vars(args), "train_split": train, "val_split": val, "run_name": name})

@@ -37,9 +37,14 @@ def lock_run_dir(run_dir: Path) -> IO[str]:
     return handle
 
 
+def default_run_name() -> str:
+    """The run folder's name when none is given: the date and time."""
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
 def new_run_dir(log_dir: Path, model_name: str, run_name: str | None) -> Path:
     """A fresh run folder: an existing one is never reused (a suffix -2, -3, ... is added)."""
-    base = log_dir / model_name / (run_name or datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    base = log_dir / model_name / (run_name or default_run_name())
     candidate, index = base, 1
     while candidate.exists():
         index += 1
