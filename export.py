@@ -10,13 +10,10 @@ Usage: python export.py --checkpoint logs/unet_bn/RUN/best.pt --out model.onnx -
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from utils.cli import ArgumentParser, run_main
-from utils.data.folders import DATASET_FOLDERS
 from utils.errors import UserError
 from utils.infer.export import DEFAULT_OPSET, OPSETS, export
-from utils.io.outputs import check_outputs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,9 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_images < 1:
         raise UserError(f"--max-images must be at least 1, got {args.max_images}")
-    checkpoint = Path(args.checkpoint)
-    sources = [checkpoint / "last.pt", checkpoint / "best.pt"] if checkpoint.is_dir() else [checkpoint]
-    check_outputs([args.out], sources, DATASET_FOLDERS)
     start = time.perf_counter()
     result = export(args.checkpoint, args.out, args.format, args.data, args.split, args.opset, args.max_images)
     runtime = "onnxruntime" if args.format == "onnx" else "TorchScript"

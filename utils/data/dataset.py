@@ -140,15 +140,19 @@ class SegmentationDataset(Dataset):
         self.weight_map = weight_map
         self.samples = find_samples(root, read_split(root, split))
         self.cache: list[tuple[np.ndarray, np.ndarray, np.ndarray | None] | None] = []
+        # (stem, width, height) of each label as stored, read while checking it: the run's record of its data.
+        self.label_sizes: list[tuple[str, int, int]] = []
         budget = cache_mb * 2**20
         problems, labels = [], []
         for sample in self.samples:
             try:
-                item = self._prepare(sample)
+                image, label = load_pair(sample, self.in_channels, self.num_classes)
+                item = self._prepare(image, label)
             except UserError as exc:
                 problems.append(str(exc))
                 continue
             labels.append(item[1])
+            self.label_sizes.append((sample.stem, label.shape[1], label.shape[0]))
             size = sum(a.nbytes for a in item if a is not None)
             self.cache.append(item if size <= budget else None)
             budget -= size if size <= budget else 0
@@ -158,8 +162,8 @@ class SegmentationDataset(Dataset):
         # Padding is IGNORE_INDEX, so any other non-zero value is a class pixel of the label itself.
         self.has_foreground = any(bool(((label > 0) & (label != IGNORE_INDEX)).any()) for label in labels)
 
-    def _prepare(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        image, label = load_pair(sample, self.in_channels, self.num_classes)
+    def _prepare(self, image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """A checked pair as the model takes it: letterboxed or padded, with its weight map."""
         weights = self.weight_map(label) if self.weight_map else None
         if self.mode == "letterbox":
             image, label, weights = letterbox(image, label, self.input_size, weights)
@@ -175,7 +179,9 @@ class SegmentationDataset(Dataset):
     def unaugmented(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Prepared image (C, H, W), label (H, W) and optional weight map, before cropping and augmentation."""
         cached = self.cache[index]
-        image, label, weights = cached if cached is not None else self._prepare(self.samples[index])
+        if cached is None:
+            cached = self._prepare(*load_pair(self.samples[index], self.in_channels, self.num_classes))
+        image, label, weights = cached
         return (torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(label),
                 None if weights is None else torch.from_numpy(weights))
 

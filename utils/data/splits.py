@@ -106,11 +106,17 @@ def split_fingerprint(root: str | os.PathLike, split: str) -> dict[str, Any]:
     from utils.data.dataset import find_samples, read_split
     from utils.io.images import open_pillow
 
-    digest = hashlib.sha256()
-    samples = find_samples(root, read_split(root, split))
-    for sample in sorted(samples, key=lambda s: s.stem):
+    sizes = []
+    for sample in find_samples(root, read_split(root, split)):
         assert sample.label_path is not None
         with open_pillow(sample.label_path) as label:
-            width, height = label.size
-        digest.update(f"{sample.stem}\t{width}\t{height}\n".encode())
-    return {"split": split, "images": len(samples), "digest": digest.hexdigest()}
+            sizes.append((sample.stem, *label.size))
+    return fingerprint(split, sizes)
+
+
+def fingerprint(split: str, label_sizes: list[tuple[str, int, int]]) -> dict[str, Any]:
+    """A split's record from its (stem, label width, label height) list: the count and a digest, in stem order."""
+    digest = hashlib.sha256()
+    for stem, width, height in sorted(label_sizes, key=lambda entry: entry[0]):
+        digest.update(f"{stem}\t{width}\t{height}\n".encode())
+    return {"split": split, "images": len(label_sizes), "digest": digest.hexdigest()}

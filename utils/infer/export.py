@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from utils.data.dataset import find_samples, read_split
+from utils.data.folders import DATASET_FOLDERS
 from utils.errors import UserError
 from utils.infer.metadata import (
     ONNX_FORMAT,
@@ -31,6 +32,7 @@ from utils.infer.metadata import (
 from utils.infer.predictor import Predictor, letterbox_batch
 from utils.io.checkpoint import load_checkpoint, model_from_checkpoint
 from utils.io.files import atomic_open
+from utils.io.outputs import check_outputs
 from utils.runtime.device import normalize
 from utils.runtime.forward import probabilities_of, tile_grid
 
@@ -179,10 +181,11 @@ def export(checkpoint_path: str | os.PathLike, out: str | os.PathLike, file_form
     if file_format == "torchscript" and out.suffix.lower() == ".onnx":
         raise UserError(f"{out}: a TorchScript file must not be named .onnx (predict.py would read it as ONNX); "
                         f"use e.g. {out.with_suffix('.ts')}")
+    run_folder = Path(checkpoint_path).is_dir()
+    source = Path(checkpoint_path) / "last.pt" if run_folder else Path(checkpoint_path)
+    # A run folder's best.pt is as much an input as the last.pt exported from it.
+    check_outputs([out], [source, source.with_name("best.pt")] if run_folder else [source], DATASET_FOLDERS)
     checkpoint = load_checkpoint(checkpoint_path)
-    source = Path(checkpoint_path) / "last.pt" if Path(checkpoint_path).is_dir() else Path(checkpoint_path)
-    if out.resolve() == source.resolve():
-        raise UserError(f"{out}: refusing to overwrite the checkpoint being exported; choose another --out")
     # The reference is the checkpoint's model in fp32 NCHW on the CPU, whatever layout predict.py would time faster.
     model = model_from_checkpoint(checkpoint, source).eval()
     preparation = InputPreparation(checkpoint, source)

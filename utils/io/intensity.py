@@ -38,13 +38,10 @@ class Intensity:
     name: str | None = None
 
     def value_range(self, data: np.ndarray) -> tuple[float, float]:
-        """The (low, high) intensities that map to 0 and 255 for this array."""
+        """The (low, high) intensities that map to 0 and 255 for this (finite, checked) array."""
         if self.kind == "window":
             return self.low, self.high
-        finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
-        if finite.size == 0:
-            return 0.0, 0.0
-        low, high = np.percentile(finite, [self.low, self.high])
+        low, high = np.percentile(data, [self.low, self.high])
         return float(low), float(high)
 
     def apply(self, data: np.ndarray, source: str) -> np.ndarray:
@@ -97,12 +94,11 @@ def check_values(data: np.ndarray, source: str) -> None:
 
 
 def scale_to_uint8(data: np.ndarray, low: float, high: float) -> np.ndarray:
-    """[low, high] -> [0, 255] rounded, clipped outside; NaN -> 0; high <= low (a constant image) -> all 0."""
+    """[low, high] -> [0, 255] rounded, clipped outside; high <= low (equal percentiles) -> all 0."""
     values = np.asarray(data, dtype=np.float64)
     if not high > low:
         return np.zeros(values.shape, dtype=np.uint8)
-    scaled = np.clip((values - low) * 255.0 / (high - low), 0.0, 255.0)
-    return np.rint(np.nan_to_num(scaled, nan=0.0)).astype(np.uint8)
+    return np.rint(np.clip((values - low) * 255.0 / (high - low), 0.0, 255.0)).astype(np.uint8)
 
 
 def window(width: float, level: float, name: str | None = None) -> Intensity:

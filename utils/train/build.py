@@ -14,7 +14,7 @@ from utils.data.augment import Augmentation, build_augmentation
 from utils.data.dataset import SegmentationDataset
 from utils.data.folders import CLASSES_FILE, read_class_names, read_preprocessing
 from utils.data.sampler import SeededSampler
-from utils.data.splits import split_fingerprint
+from utils.data.splits import fingerprint
 from utils.errors import UserError
 from utils.io.checkpoint import load_checkpoint, model_from_checkpoint
 from utils.io.labels import IGNORE_INDEX
@@ -249,6 +249,6 @@ def build_run(model_name: str, args: argparse.Namespace, resume: dict[str, Any] 
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     run = Run(model_name, args, device, dist, spec, augmentation, train_set, val_set, train_sampler, train_loader,
               val_loader, net, model, speed, criterion, optimizer, scheduler, autocast_dtype, scaler,
-              data_splits=[split_fingerprint(args.data, split) for split in (args.train_split, args.val_split)])
+              data_splits=[fingerprint(data.split, data.label_sizes) for data in (train_set, val_set)])
     open_run_dir(run, resume)
     return run
