@@ -61,13 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int_at_least(1), default=PREDICT_BATCH, help="images per forward pass")
     add_inference_arguments(parser)
     args = parser.parse_args(argv)
+    # The data first: a bad split or volumes.json is reported before the model is loaded and timed.
+    samples = find_samples(args.data, read_split(args.data, args.split), need_labels=False)
+    volumes = read_volumes_file(args.data)
     intensity = intensity_from_options(args.window, args.percentile)
     predictor = load_predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap,
                                intensity=intensity, amp=args.amp)
     run = predictor.checkpoint_path.parent.name
     out = Path(args.out) if args.out else Path("results") / f"{predictor.model_name}-{run}" / args.split
-    samples = find_samples(args.data, read_split(args.data, args.split), need_labels=False)
-    volumes = read_volumes_file(args.data)
     stems = [sample.stem for sample in samples]
     whole = complete_volumes(volumes, stems)
     outputs = planned_outputs(out, stems, sorted(whole), args.save_probabilities)

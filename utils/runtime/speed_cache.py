@@ -65,11 +65,12 @@ def read_cache(path: Path) -> list[dict[str, Any]]:
         note(f"ignoring the speed-probe cache {path} ({type(exc).__name__}: {exc}); the next cached probe "
               f"replaces it")
         return []
-    problems = [problem for problem in map(entry_problem, entries) if problem]
-    if problems:
-        note(f"dropping {len(problems)} malformed entr{'y' if len(problems) == 1 else 'ies'} of the speed-probe "
-              f"cache {path} ({problems[0]}); the next cached probe rewrites it")
-    return [entry for entry in entries if entry_problem(entry) is None]
+    problems = [entry_problem(entry) for entry in entries]
+    bad = [problem for problem in problems if problem]
+    if bad:
+        note(f"dropping {len(bad)} malformed entr{'y' if len(bad) == 1 else 'ies'} of the speed-probe "
+             f"cache {path} ({bad[0]}); the next cached probe rewrites it")
+    return [entry for entry, problem in zip(entries, problems) if problem is None]
 
 
 def write_cache(path: Path, entries: list[dict[str, Any]]) -> None:
