@@ -1,4 +1,5 @@
-"""The one exception type for problems a user can fix; scripts turn it into a message and exit 2."""
+"""UserError, the one exception type for problems a user can fix (scripts print it and exit 2), and the wording of
+torch's refusals to load a file, which both models and checkpoints report."""
 from __future__ import annotations
 
 
