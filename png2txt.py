@@ -2,7 +2,8 @@
 
 With --folds K it writes fold<i>_train.txt / fold<i>_val.txt for i = 0..K-1 instead of train/val: every image is
 in exactly one validation fold, a patient or volume never in two, images with and without foreground spread
-evenly. Train a fold with: python unet_bn_train_medical.py --fold i ...
+evenly; --test N first keeps N whole groups out of every fold as test.txt, for a final check of the fold
+ensemble. Train a fold with: python unet_bn_train_medical.py --fold i ..., or all of them with crossval.py.
 """
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ import numpy as np
 
 from utils.cli import ArgumentParser, float_in, int_at_least, run_main
 from utils.data.folders import images_dir, index_by_stem, labels_dir, split_file
-from utils.data.splits import check_group_pattern, fold_stems, group_of, natural_key, split_stems
+from utils.data.splits import (
+    check_fold_groups,
+    check_group_pattern,
+    fold_stems,
+    group_of,
+    natural_key,
+    split_stems,
+    test_stems,
+)
 from utils.errors import UserError
 from utils.io.files import write_text
 from utils.io.images import open_image
@@ -34,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(default for imported volumes: the volume, from volumes.json)")
     parser.add_argument("--folds", type=int_at_least(2), default=None, metavar="K",
                         help="write K cross-validation folds (fold<i>_train/val.txt) instead of train/val")
+    parser.add_argument("--test", type=int_at_least(1), default=None, metavar="N",
+                        help="with --folds: keep N groups (patients, volumes, else images) out of every fold as "
+                             "test.txt")
     args = parser.parse_args(argv)
     root = Path(args.data)
     images = index_by_stem(images_dir(root))
@@ -49,16 +61,23 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"no image/label pairs in {images_dir(root)} and {labels_dir(root)}")
     volumes = None if args.group else read_volumes_file(root)
     groups = volume_groups(volumes, stems) if volumes else group_of(stems, args.group)
+    if args.test and not args.folds:
+        raise UserError("--test keeps a part out of cross-validation folds; give --folds K too")
     if args.group:
         check_group_pattern(args.group, stems, groups, args.val_ratio)
+        if args.folds:
+            check_fold_groups(args.group, groups)
     excluded = {stem for entry in volumes["volumes"].values() for stem in entry["train_excluded"]} if volumes else set()
     if args.folds:
         foreground = {stem: has_foreground(labels[stem]) for stem in stems}
+        test = test_stems(stems, args.test, args.seed, groups, foreground) if args.test else []
+        stems = [stem for stem in stems if stem not in set(test)]
         splits = []
         for index, val in enumerate(fold_stems(stems, args.folds, args.seed, groups, foreground)):
             held_out = set(val) | excluded
             splits += [(f"fold{index}_train", [stem for stem in stems if stem not in held_out]),
                        (f"fold{index}_val", val)]
+        splits += [("test", test)] if test else []
         splits.append(("trainval", sorted(stems, key=natural_key)))
     else:
         train, val = split_stems(stems, args.val_ratio, args.seed, groups=groups)

@@ -84,3 +84,33 @@ def test_a_fold_trains_on_its_files_under_a_fold_run_name(tmp_path: Path, capsys
     assert "fold2_train.txt not found; write the folds with: python png2txt.py" in capsys.readouterr().err
     assert train("unet_bn", tiny_train_args(data, tmp_path / "logs", "--fold", "0", "--val-split", "x")) == 2
     assert "leave out --train-split and --val-split" in capsys.readouterr().err
+
+
+def test_test_part_is_whole_groups_kept_out_of_every_fold(tmp_path: Path) -> None:
+    data = grouped_dataset(tmp_path / "d")
+    assert run_main(png2txt.main, ["--data", str(data), "--folds", "2", "--test", "2", "--group", r"^(p\d+)_"]) == 0
+    test = read_split(data, "test")
+    patients = {stem.split("_")[0] for stem in test}
+    assert len(patients) == 2
+    # Three of six patients hold foreground: the test part takes them in proportion, one of each kind.
+    assert len(patients & {"p0", "p1", "p2"}) == 1
+    folds = [read_split(data, f"fold{i}_{part}") for i in range(2) for part in ("train", "val")]
+    assert not set(test) & set(sum(folds, []))
+    assert sorted(read_split(data, "fold0_val") + read_split(data, "fold1_val")) == sorted(read_split(data, "trainval"))
+    assert not set(test) & set(read_split(data, "trainval"))
+
+
+def test_test_part_needs_folds_and_a_group_left(tmp_path: Path, capsys) -> None:
+    data = grouped_dataset(tmp_path / "d")
+    assert run_main(png2txt.main, ["--data", str(data), "--test", "1"]) == 2
+    assert "--folds" in capsys.readouterr().err
+    assert run_main(png2txt.main, ["--data", str(data), "--folds", "2", "--test", "6", "--group", r"^(p\d+)_"]) == 2
+    assert "no group" in capsys.readouterr().err
+
+
+def test_group_pattern_that_groups_nothing_is_refused_for_folds(tmp_path: Path, capsys) -> None:
+    data = grouped_dataset(tmp_path / "d")
+    assert run_main(png2txt.main, ["--data", str(data), "--folds", "2", "--group", r"^(p\d+_\d+)$"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "group of its own" in err
+    assert not (data / "ImageSets" / "Segmentation" / "fold0_val.txt").exists()

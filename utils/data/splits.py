@@ -100,6 +100,32 @@ def fold_stems(stems: list[str], folds: int, seed: int, groups: dict[str, str], 
     return [sorted(fold, key=natural_key) for fold in chosen]
 
 
+def test_stems(stems: list[str], count: int, seed: int, groups: dict[str, str], foreground: dict[str, bool]
+               ) -> list[str]:
+    """`count` whole groups held out as a test part, seeded, with foreground and empty groups in their proportions."""
+    names = sorted(set(groups.values()), key=natural_key)
+    if count >= len(names):
+        raise UserError(f"--test {count} would leave no group (patient, volume or image) for the folds: there are "
+                        f"{len(names)}")
+    with_foreground = [n for n in names if any(foreground[s] for s in stems if groups[s] == n)]
+    without = [n for n in names if n not in set(with_foreground)]
+    rng = random.Random(seed)
+    rng.shuffle(with_foreground)
+    rng.shuffle(without)
+    share = round(count * len(with_foreground) / len(names))
+    from_foreground = min(len(with_foreground), max(share, count - len(without)))
+    chosen = set(with_foreground[:from_foreground] + without[:count - from_foreground])
+    return sorted((stem for stem in stems if groups[stem] in chosen), key=natural_key)
+
+
+def check_fold_groups(pattern: str, groups: dict[str, str]) -> None:
+    """--group with --folds must group something: a pattern that gives every image its own group is a mistake."""
+    if len(groups) > 1 and len(set(groups.values())) == len(groups):
+        raise UserError(f"--group '{pattern}' gives each of the {len(groups)} images a group of its own (one case "
+                        f"per group), so it keeps nothing together; its capture group must name the patient or "
+                        f"volume, or leave out --group to fold single images")
+
+
 def split_fingerprint(root: str | os.PathLike, split: str) -> dict[str, Any]:
     """What identifies a split's data for a resumed run: its stem count and a digest of stems and label sizes
     (read from the file headers, no pixel decoded)."""

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -39,8 +40,10 @@ def _check_labels(labels: np.ndarray, num_classes: int, allow_ignore: bool, what
         )
 
 
-def keep_largest(labels: np.ndarray, num_classes: int, top_k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Keep each foreground class's `top_k` largest face-connected components (4-conn. 2-D, 6-conn. 3-D); return (cleaned labels, removed mask)."""
+def keep_largest(labels: np.ndarray, num_classes: int, top_k: int = 1, classes: Sequence[int] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Keep each foreground class's (or only `classes`') `top_k` largest face-connected components (4-conn. 2-D,
+    6-conn. 3-D); return (cleaned labels, removed mask)."""
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise UserError(f"top_k must be an integer >= 1 (components kept per class), got {top_k!r}.")
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= IGNORE_INDEX:
@@ -52,7 +55,7 @@ def keep_largest(labels: np.ndarray, num_classes: int, top_k: int = 1) -> tuple[
     # One bincount tells which classes are present, so absent classes cost no labelling pass.
     counts = np.bincount(labels.ravel(), minlength=num_classes)
     for class_id in range(1, num_classes):
-        if counts[class_id] == 0:
+        if counts[class_id] == 0 or (classes is not None and class_id not in classes):
             continue
         # Default structure = face neighbours only: diagonal contact does not join components.
         components, count = ndimage.label(labels == class_id)
