@@ -3,7 +3,8 @@
 The file is written only after onnxruntime (or the TorchScript module) matched PyTorch fp32 on real inputs:
 the --data/--split images prepared exactly as predict.py prepares them, else random images. The model's
 description (classes, input size, normalisation, preprocessing) is stored in the file; predict.py and
-get_miou_prediction.py take the .onnx file as --checkpoint.
+get_miou_prediction.py take the .onnx file as --checkpoint. Several checkpoints (or a cross-validation folder)
+export as one ensemble file that averages their probabilities.
 
 Usage: python export.py --checkpoint logs/unet_bn/RUN/best.pt --out model.onnx --data datasets/SynthLiver
 """
@@ -19,7 +20,9 @@ from utils.infer.export import DEFAULT_OPSET, OPSETS, export
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt / last.pt) or run folder")
+    parser.add_argument("--checkpoint", required=True, nargs="+", metavar="PATH",
+                        help="checkpoint file (best.pt / last.pt) or run folder; several, or a cross-validation "
+                             "folder (crossval.json), export one ensemble (same input size and mode)")
     parser.add_argument("--out", required=True, help="output file, e.g. model.onnx (TorchScript: model.ts)")
     parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="file format")
     parser.add_argument("--data", default=None, help="dataset whose images the parity check runs on "

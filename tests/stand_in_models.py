@@ -4,6 +4,7 @@
 class-0 logit is 0, so with mean = std = 0.5 a pixel is class 1 exactly where the image is brighter than 127.5.
 Registered under a real model name (nets.MODELS is patched for the test), it goes through every loading,
 letterboxing, resizing and post-processing step the real models do, while its output stays an oracle.
+`LinearModel` takes any class and channel count; with zero gains its probabilities are the same at every pixel.
 """
 from __future__ import annotations
 
@@ -55,5 +56,40 @@ def write_checkpoint(path: Path, input_size: int = 32, in_channels: int = 1, inp
     }
     if preprocessing is not None:
         checkpoint["preprocessing"] = preprocessing
+    save_checkpoint(path, checkpoint)
+    return path
+
+
+class LinearModel(nn.Module):
+    """Class k's logit is gains[k] x the mean normalised input + biases[k]: with zero gains, constant probabilities."""
+
+    def __init__(self, num_classes: int = 2, in_channels: int = 1, **_: object) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(in_channels, num_classes, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+
+def register_linear(monkeypatch: pytest.MonkeyPatch, name: str = "att_unet") -> None:
+    """Make `nets.build_model(name, ...)` build a LinearModel for the rest of the test."""
+    monkeypatch.setitem(nets.MODELS, name, LinearModel)
+
+
+def write_linear_checkpoint(path: Path, biases: list[float], gains: list[float] | None = None, in_channels: int = 1,
+                            name: str = "att_unet", **fields: object) -> Path:
+    """A LinearModel checkpoint (len(biases) classes); fields add to or replace the defaults."""
+    num_classes = len(biases)
+    model = LinearModel(num_classes, in_channels)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.weight += torch.tensor(gains or [0.0] * num_classes).view(-1, 1, 1, 1) / in_channels
+        model.head.bias.copy_(torch.tensor(biases))
+    checkpoint = {
+        "model": {"name": name, "num_classes": num_classes, "in_channels": in_channels},
+        "class_names": [f"class{i}" for i in range(max(num_classes, 2))], "input_size": 32,
+        "input_mode": "letterbox", "normalization": {key: value * in_channels for key, value in NORMALIZATION.items()},
+        "state_dict": model.state_dict(), **fields,
+    }
     save_checkpoint(path, checkpoint)
     return path

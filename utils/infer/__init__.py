@@ -1,1 +1,1 @@
-"""Inference: the predictor for .pt and .onnx files, post-processing, export with its metadata."""
+"""Inference: predictors for .pt and .onnx files and their ensembles, post-processing, uncertainty, export."""

@@ -4,12 +4,17 @@ The exported graph is the bare model: float32 input (N, C, H, W) = (uint8 / 255 
 height and width dynamic, and logits (N, K, H, W) out (K = 1: sigmoid, else softmax). What a caller needs
 around it (normalisation, input size, letterbox or tiles, class names, intensity scaling) travels in the file:
 ONNX metadata_props or a TorchScript extra file, one JSON string per key.
+
+Several checkpoints (or a cross-validation folder) export as one graph that runs every member and averages their
+probabilities; it outputs log(mean p) (one sigmoid channel: logit(mean p)), which every consumer of logits turns
+back into the mean probabilities. Its description is the first member's, which the others share.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +26,8 @@ from torch import nn
 from utils.data.dataset import find_samples, read_split
 from utils.data.folders import DATASET_FOLDERS
 from utils.errors import UserError
+from utils.infer.ensemble import check_agreement
+from utils.infer.members import CheckpointArgument, checkpoint_members
 from utils.infer.metadata import (
     ONNX_FORMAT,
     TORCHSCRIPT_EXTRA_FILE,
@@ -50,6 +57,9 @@ LOGIT_TOLERANCE = 1e-4
 # Labels flip only where two classes' logits are closer than the logit difference: 0 of the 0.4 million
 # compared pixels did; 1e-4 allows rare near-ties without hiding a broken model.
 LABEL_TOLERANCE = 1e-4
+# An ensemble's mean probability below this is stored as this: log(1e-12) = -27.6 keeps its "logits" finite and
+# of the order of a single model's, and moves a probability by at most 1e-12.
+PROBABILITY_FLOOR = 1e-12
 
 
 def onnx_bytes(model: nn.Module, example: torch.Tensor, props: Mapping[str, str], opset: int = DEFAULT_OPSET) -> bytes:
@@ -127,6 +137,29 @@ def parity(reference: Callable[[torch.Tensor], torch.Tensor], candidate: Callabl
     return Parity(max_difference, max_logit, mismatched, pixels, inputs)
 
 
+class AveragedModel(nn.Module):
+    """Members run on the same input; their class probabilities averaged and returned as logits.
+
+    K > 1: log(mean softmax), whose softmax is the mean. K = 1 (sigmoid): log(mean p) - log(mean (1 - p)), whose
+    sigmoid is the mean. Both are computed as log-sum-exp of log-probabilities, exact where p is tiny, then
+    floored at log(PROBABILITY_FLOOR).
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        logits = [member(inputs) for member in self.members]
+        floor, count = math.log(PROBABILITY_FLOOR), math.log(len(logits))
+        if logits[0].shape[1] == 1:
+            positive = torch.stack([nn.functional.logsigmoid(value) for value in logits]).logsumexp(dim=0)
+            negative = torch.stack([nn.functional.logsigmoid(-value) for value in logits]).logsumexp(dim=0)
+            return (positive - count).clamp(min=floor) - (negative - count).clamp(min=floor)
+        mean = torch.stack([value.log_softmax(dim=1) for value in logits]).logsumexp(dim=0) - count
+        return mean.clamp(min=floor)
+
+
 class InputPreparation(Predictor):
     """A checkpoint's input preparation (image loading and scaling, letterbox or tiles) without its model."""
 
@@ -169,10 +202,25 @@ def exported_forward(payload: bytes, file_format: str) -> Callable[[torch.Tensor
     return load_torchscript(payload)
 
 
-def export(checkpoint_path: str | os.PathLike, out: str | os.PathLike, file_format: str = "onnx",
+def reference_model(checkpoint_path: CheckpointArgument) -> tuple[nn.Module, dict, Predictor]:
+    """(PyTorch model in fp32 eval, the checkpoint whose description the file carries, its input preparation): one
+    checkpoint's model, or the AveragedModel of an ensemble's members."""
+    members = checkpoint_members(checkpoint_path)
+    if not members.is_ensemble:
+        source = members.paths[0] / "last.pt" if members.paths[0].is_dir() else members.paths[0]
+        checkpoint = load_checkpoint(members.paths[0])
+        return model_from_checkpoint(checkpoint, source).eval(), checkpoint, InputPreparation(checkpoint, source)
+    checkpoints = [load_checkpoint(path) for path in members.paths]
+    preparations = [InputPreparation(checkpoint, path) for checkpoint, path in zip(checkpoints, members.paths)]
+    check_agreement(preparations, same_input=True)  # one graph: one input size and mode for all
+    models = [model_from_checkpoint(checkpoint, path).eval() for checkpoint, path in zip(checkpoints, members.paths)]
+    return AveragedModel(models).eval(), checkpoints[0], preparations[0]
+
+
+def export(checkpoint_path: CheckpointArgument, out: str | os.PathLike, file_format: str = "onnx",
            data: str | os.PathLike | None = None, split: str = "val", opset: int = DEFAULT_OPSET,
            max_images: int = 16) -> Parity:
-    """Export a checkpoint, check parity with PyTorch (fp32, eval) and only then write `out` atomically."""
+    """Export a checkpoint (or an ensemble), check parity with PyTorch (fp32, eval), then write `out` atomically."""
     out = Path(out)
     if file_format not in ("onnx", "torchscript"):
         raise UserError(f"unknown format '{file_format}'; use onnx or torchscript")
@@ -181,14 +229,11 @@ def export(checkpoint_path: str | os.PathLike, out: str | os.PathLike, file_form
     if file_format == "torchscript" and out.suffix.lower() == ".onnx":
         raise UserError(f"{out}: a TorchScript file must not be named .onnx (predict.py would read it as ONNX); "
                         f"use e.g. {out.with_suffix('.ts')}")
-    run_folder = Path(checkpoint_path).is_dir()
-    source = Path(checkpoint_path) / "last.pt" if run_folder else Path(checkpoint_path)
-    # A run folder's best.pt is as much an input as the last.pt exported from it.
-    check_outputs([out], [source, source.with_name("best.pt")] if run_folder else [source], DATASET_FOLDERS)
-    checkpoint = load_checkpoint(checkpoint_path)
-    # The reference is the checkpoint's model in fp32 NCHW on the CPU, whatever layout predict.py would time faster.
-    model = model_from_checkpoint(checkpoint, source).eval()
-    preparation = InputPreparation(checkpoint, source)
+    members = checkpoint_members(checkpoint_path)
+    # A run folder's best.pt is as much an input as the last.pt exported from it (members.inputs names both).
+    check_outputs([out], [*members.paths, *members.inputs], DATASET_FOLDERS)
+    # The reference is the model in fp32 NCHW on the CPU, whatever layout predict.py would time faster.
+    model, checkpoint, preparation = reference_model(checkpoint_path)
     size, channels = preparation.input_size, preparation.in_channels
     batches, inputs = (model_batches(preparation, data, split, max_images) if data is not None
                        else random_batches(channels, size))

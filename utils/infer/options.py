@@ -9,7 +9,10 @@ from utils.io.intensity import parse_percentiles, parse_window
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by the scripts that apply a checkpoint (predict.py, get_miou_prediction.py)."""
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt / last.pt) or run folder")
+    parser.add_argument("--checkpoint", required=True, nargs="+", metavar="PATH",
+                        help="checkpoint file (best.pt / last.pt), run folder or exported .onnx file; several, or a "
+                             "cross-validation folder (crossval.json), make an ensemble whose class probabilities "
+                             "are averaged")
     parser.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
     parser.add_argument("--amp", action="store_true",
                         help="mixed-precision inference (bf16 autocast on the CPU; bf16, else fp16, on CUDA): faster "
@@ -23,6 +26,10 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep each class's K largest connected components (default K: 1; 3-D for volumes)")
     parser.add_argument("--save-probabilities", action="store_true",
                         help="also write the class probabilities: float16 .npz per image, NIfTI per volume")
+    parser.add_argument("--save-uncertainty", action="store_true",
+                        help="also write per-pixel uncertainty: normalised entropy (and, for an ensemble, the "
+                             "models' disagreement) as 16-bit PNG per image, NIfTI per volume, and uncertainty.csv "
+                             "with one number per case")
     parser.add_argument("--window", metavar="PRESET|W,L", type=checked(parse_window),
                         help="scale raw inputs (volumes, 16-bit/float images) with this CT window "
                              "(default: the scaling recorded in the checkpoint)")

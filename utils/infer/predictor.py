@@ -90,21 +90,34 @@ class Predictor:
             resized.append(prob.float().cpu())
         return resized
 
-    def predict_files(self, paths: Iterable[Path], batch_size: int = PREDICT_BATCH
-                      ) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
-        """Yield (path, image, class probabilities K x H x W float32) per file, `batch_size` images per pass."""
+    def probabilities_with_disagreement(self, images: Sequence[np.ndarray]
+                                        ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(class probabilities, the models' disagreement map) per image at its size; one model: no disagreement."""
+        return [(prob, None) for prob in self.probability_batch(images)]
+
+    @property
+    def checkpoint_paths(self) -> list[Path]:
+        """The model files this predictor runs: one for a single model."""
+        return [self.checkpoint_path]
+
+    def read_batches(self, paths: Iterable[Path], batch_size: int = PREDICT_BATCH
+                     ) -> Iterator[list[tuple[Path, np.ndarray]]]:
+        """The files as model inputs, (path, image) pairs, `batch_size` at a time."""
         batch: list[tuple[Path, np.ndarray]] = []
         for path in paths:
             batch.append((path, self.load(path)))
             if len(batch) == batch_size:
-                yield from self._flush(batch)
+                yield batch
                 batch = []
         if batch:
-            yield from self._flush(batch)
+            yield batch
 
-    def _flush(self, batch: list[tuple[Path, np.ndarray]]) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
-        probabilities = self.probability_batch([image for _, image in batch])
-        for (path, image), prob in zip(batch, probabilities):
-            yield path, image, prob.numpy()
+    def predict_files(self, paths: Iterable[Path], batch_size: int = PREDICT_BATCH
+                      ) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
+        """Yield (path, image, class probabilities K x H x W float32) per file, `batch_size` images per pass."""
+        for batch in self.read_batches(paths, batch_size):
+            probabilities = self.probability_batch([image for _, image in batch])
+            for (path, image), prob in zip(batch, probabilities):
+                yield path, image, prob.numpy()
 
 

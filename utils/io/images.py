@@ -298,7 +298,17 @@ def load_model_input(path: Path, in_channels: int, intensity: Intensity | None) 
     if len(pages) > 1:
         raise UserError(f"{path}: a stack of {len(pages)} pages; predict one image at a time, or import the "
                         f"stack with 'python import_dataset.py pairs ... --window/--percentile' (one image per page)")
-    return image_to_array(array_to_image(to_uint8(pages[0], intensity, str(path)), str(path)), in_channels, path)
+    return array_model_input(pages[0], in_channels, intensity, str(path))
+
+
+def array_model_input(array: np.ndarray, in_channels: int, intensity: Intensity | None,
+                      source: str = "image") -> np.ndarray:
+    """An image array (H x W or H x W x C; uint8, or wider scaled by `intensity`) as the H x W x in_channels uint8
+    model input, prepared exactly as load_model_input prepares the same pixels read from a file."""
+    array = np.asarray(array)
+    if array.ndim not in (2, 3) or 0 in array.shape[:2]:
+        raise UserError(f"{source}: an image must be H x W or H x W x C pixels, got shape {array.shape}")
+    return image_to_array(array_to_image(to_uint8(array, intensity, source), source), in_channels, Path(source))
 
 
 def image_to_array(image: Image.Image, in_channels: int, path: Path) -> np.ndarray:
