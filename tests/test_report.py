@@ -18,16 +18,18 @@ import predict
 from utils.cli import run_main
 from utils.data.dataset import find_samples, read_split
 from utils.data.folders import index_by_stem
-from utils.evaluate.report import (
+from utils.evaluate import score_outputs
+from utils.evaluate.report import write_html_report
+from utils.evaluate.report_gallery import (
     FALSE_NEGATIVE,
     FALSE_POSITIVE,
     WRONG_CLASS,
     error_panel,
     shrink_map,
     thumbnail_size,
-    write_html_report,
 )
 from utils.io.labels import label_to_array, palette, save_label_png
+from utils.volumes.split_scores import score_pairs
 
 # stem -> (label foreground box, prediction foreground box) as (top, left, height, width) in a 16x16 image.
 CASES = {
@@ -159,7 +161,7 @@ def test_report_is_offline_worst_first_with_groups(scored: dict[str, Path], caps
 def test_gallery_pages_link_to_each_other(scored: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     stale = scored["pred"] / "report_4.html"
     stale.write_text("from an earlier, longer split")
-    monkeypatch.setattr(miou, "write_html_report", functools.partial(write_html_report, page_size=2))
+    monkeypatch.setattr(score_outputs, "write_html_report", functools.partial(write_html_report, page_size=2))
     assert run_main(miou.main, ["--pred", str(scored["pred"]), "--data", str(scored["data"]), "--report"]) == 0
     pages = [scored["pred"] / name for name in ("report.html", "report_2.html", "report_3.html")]
     assert sorted(scored["pred"].glob("report*.html")) == sorted(pages)  # the stale page is gone
@@ -186,7 +188,7 @@ def test_report_lists_volumes_when_scored_per_volume(scored: dict[str, Path]) ->
                              "hd95": {"mean": 6.75}, "assd": {"mean": 1.875}}}}
     samples = find_samples(scored["data"], read_split(scored["data"], "val"))
     predictions = index_by_stem(scored["pred"])
-    matrices = miou.accumulate([(predictions[s.stem], s.label_path) for s in samples], 2)
+    matrices = score_pairs([(predictions[s.stem], s.label_path) for s in samples], 2)[0]
     page = Page(write_html_report(scored["pred"], scores, samples, predictions, matrices, None))
     assert page.rows["volumes"][1:3] == [["v2", "spot", "0.4000", "0.2500", "12.00", "3.50"],
                                          ["v1", "spot", "0.9000", "0.8181", "1.50", "0.25"]]

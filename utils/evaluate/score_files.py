@@ -1,21 +1,28 @@
-"""Score files beside the predictions: per_image.csv, the score and confusion plots."""
+"""Score files beside the score report: per_image.csv, the score and confusion plots, and their names."""
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
+import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from utils.errors import UserError
 from utils.evaluate.plots import confusion_figure, scores_figure
+from utils.infer.uncertainty import stem_of_cell
 from utils.io.figures import save_figure
 from utils.io.files import atomic_open
 from utils.metrics import class_scores, foreground_dice
 
 SCORE_FILES = ("scores.png", "confusion.png", "per_image.csv")
-REPORT_KEYS = ("miou", "confusion_matrix", "class_names", "split")  # what marks a JSON file as miou.py's own
+DEFAULT_REPORT = "miou.json"  # the report whose files keep their plain names
+UNCERTAINTY_FILE = "uncertainty.csv"  # per-case uncertainty a prediction folder may hold
+RAND_VOI_COLUMNS = ("adapted_rand_error", "voi_split", "voi_merge", "voi")
+REPORT_KEYS = ("miou", "confusion_matrix", "class_names")  # what marks a JSON file as miou.py's own
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # spreadsheets run a cell that starts with one of these
 BLANK_RULE = ("Dice and IoU are blank where a class is in neither the label nor the prediction (undefined); "
               "pixel counts leave out label-255 pixels")
@@ -30,6 +37,18 @@ def text_cell(text: str) -> str:
     return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
+def output_prefix(report: str | os.PathLike) -> str:
+    """'' beside the default miou.json, else '<report stem>_', so two reports in one folder keep their own files."""
+    report = Path(report)
+    return "" if report.name == DEFAULT_REPORT else f"{report.stem}_"
+
+
+def score_path(report: str | os.PathLike, name: str) -> Path:
+    """The path of the score file `name` (e.g. 'scores.png') that belongs to the JSON report `report`."""
+    report = Path(report)
+    return report.parent / f"{output_prefix(report)}{name}"
+
+
 def is_score_report(path: Path) -> bool:
     """Whether `path` holds a report miou.py wrote: a JSON object with the report's keys."""
     try:
@@ -39,40 +58,90 @@ def is_score_report(path: Path) -> bool:
     return isinstance(report, dict) and all(key in report for key in REPORT_KEYS)
 
 
-def check_score_outputs(report: Path, stems: Sequence[str], pred: Path) -> list[Path]:
-    """The files miou.py writes beside `report`; refuses to replace another file or a prediction with a plot."""
+def check_score_outputs(report: Path, stems: Sequence[str], pred: Path | Iterable[Path]) -> list[Path]:
+    """The files miou.py writes beside `report`; refuses to replace another file or a prediction with a plot.
+
+    `pred` is the prediction folder, or the folders, whose <stem>.png files a plot must not replace.
+    """
     if report.is_dir():
         raise UserError(f"{report} is a folder; give a file name")
     if report.exists() and not is_score_report(report):
         raise UserError(f"refusing to replace {report}: it is not a report of miou.py; choose another --json")
-    clash = sorted({Path(name).stem for name in SCORE_FILES if name.endswith(".png")} & set(stems))
-    if clash and report.parent.resolve() == pred.resolve():
-        raise UserError(f"the split has an image named '{clash[0]}', whose prediction {pred / clash[0]}.png the "
-                        f"plot of that name would replace; write the scores elsewhere with --json FOLDER/miou.json")
-    return [report, *(report.parent / name for name in SCORE_FILES)]
+    folders = [pred] if isinstance(pred, (str, os.PathLike)) else list(pred)
+    plots = {score_path(report, name).stem for name in SCORE_FILES if name.endswith(".png")}
+    clash = sorted(plots & set(stems))
+    if clash and any(report.parent.resolve() == Path(folder).resolve() for folder in folders):
+        raise UserError(f"the split has an image named '{clash[0]}', whose prediction {clash[0]}.png in "
+                        f"{report.parent} the plot of that name would replace; write the scores elsewhere with "
+                        f"--json FOLDER/miou.json")
+    return [report, *(score_path(report, name) for name in SCORE_FILES)]
+
+
+def read_uncertainty(folder: str | os.PathLike) -> dict[str, float] | None:
+    """stem -> uncertainty from <folder>/uncertainty.csv (blank cells left out); None when there is no such file."""
+    path = Path(folder) / UNCERTAINTY_FILE
+    if not path.is_file():
+        return None
+    try:
+        rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline=""))
+        columns = rows.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{path} is not a readable UTF-8 CSV file ({err}); predict again with --save-uncertainty "
+                        f"or remove it") from None
+    if "stem" not in columns or "uncertainty" not in columns:
+        raise UserError(f"{path} has no 'stem' and 'uncertainty' columns (it has: {', '.join(columns) or 'none'}); "
+                        f"predict again with --save-uncertainty or remove it")
+    values: dict[str, float] = {}
+    for line, row in enumerate(rows, start=2):
+        stem, cell = stem_of_cell(row["stem"] or ""), (row["uncertainty"] or "").strip()
+        if stem in values:
+            raise UserError(f"{path} line {line}: stem '{stem}' is listed twice")
+        if not cell:
+            continue
+        try:
+            value = float(cell)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise UserError(f"{path} line {line}: uncertainty '{cell}' of '{stem}' is not a finite number")
+        values[stem] = value
+    return values
 
 
 def write_per_image_csv(path: str | Path, stems: Sequence[str], matrices: Sequence[np.ndarray],
-                        names: Sequence[str]) -> None:
-    """stem, foreground Dice, per-class Dice and IoU, per-class pixel counts in label and prediction (atomic)."""
+                        names: Sequence[str], rand_voi: dict[str, dict[str, float] | None] | None = None,
+                        uncertainty: dict[str, float] | None = None) -> None:
+    """stem, foreground Dice, per-class Dice and IoU, per-class pixel counts in label and prediction (atomic).
+
+    With `rand_voi` (stem -> scores, None where undefined) the Rand error and VOI columns follow, and with
+    `uncertainty` an uncertainty column; a stem without a value leaves its cells blank.
+    """
     header = ["stem", "foreground_dice", *(f"dice_{n}" for n in names), *(f"iou_{n}" for n in names),
               *(f"label_pixels_{n}" for n in names), *(f"pred_pixels_{n}" for n in names)]
+    header += list(RAND_VOI_COLUMNS) if rand_voi is not None else []
+    header += ["uncertainty"] if uncertainty is not None else []
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for stem, matrix in zip(stems, matrices):
             dice, iou = class_scores(matrix)
-            writer.writerow([text_cell(stem), _cell(foreground_dice(matrix)), *map(_cell, dice), *map(_cell, iou),
-                             *matrix.sum(axis=1).tolist(), *matrix.sum(axis=0).tolist()])
+            row = [text_cell(stem), _cell(foreground_dice(matrix)), *map(_cell, dice), *map(_cell, iou),
+                   *matrix.sum(axis=1).tolist(), *matrix.sum(axis=0).tolist()]
+            if rand_voi is not None:
+                values = rand_voi.get(stem) or {}
+                row += [_cell(values.get(key)) for key in RAND_VOI_COLUMNS]
+            if uncertainty is not None:
+                row.append(_cell(uncertainty.get(stem)))
+            writer.writerow(row)
 
 
-def write_score_files(folder: str | Path, scores: dict[str, Any], stems: Sequence[str],
-                      matrices: Sequence[np.ndarray]) -> list[str]:
-    """scores.png, confusion.png and per_image.csv in `folder`; returns the lines that say what was written."""
-    folder = Path(folder)
+def write_score_files(report: str | os.PathLike, scores: dict[str, Any], stems: Sequence[str],
+                      matrices: Sequence[np.ndarray], uncertainty: dict[str, float] | None = None) -> list[str]:
+    """The plots and per_image.csv that belong to the JSON `report`; returns the lines that say what was written."""
     names = scores["class_names"]
-    save_figure(scores_figure(scores), folder / "scores.png")
-    save_figure(confusion_figure(np.asarray(scores["confusion_matrix"]), names), folder / "confusion.png")
-    write_per_image_csv(folder / "per_image.csv", stems, matrices, names)
-    return [f"plots written to {folder / 'scores.png'} and {folder / 'confusion.png'}",
-            f"per-image scores written to {folder / 'per_image.csv'} ({BLANK_RULE})"]
+    plots, confusion, table = (score_path(report, name) for name in SCORE_FILES)
+    save_figure(scores_figure(scores), plots)
+    save_figure(confusion_figure(np.asarray(scores["confusion_matrix"]), names), confusion)
+    rand_voi = scores["rand_voi"]["per_image"] if scores.get("rand_voi") else None
+    write_per_image_csv(table, stems, matrices, names, rand_voi, uncertainty)
+    return [f"plots written to {plots} and {confusion}", f"per-image scores written to {table} ({BLANK_RULE})"]
