@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     stems = sorted(set(images) & set(labels), key=natural_key)
     if not stems:
         raise UserError(f"no image/label pairs in {images_dir(root)} and {labels_dir(root)}")
+    pairs = len(stems)
     volumes = None if args.group else read_volumes_file(root)
     groups = volume_groups(volumes, stems) if volumes else group_of(stems, args.group)
     if args.test and not args.folds:
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         write_text(split_file(root, name), "".join(f"{stem}\n" for stem in items))
     kind = "volumes from volumes.json" if volumes else "groups"
     sizes = ", ".join(f"{name} {len(items)}" for name, items in splits[:-1])
-    print(f"{len(stems)} pairs ({len(set(groups.values()))} {kind}): {sizes} -> "
+    print(f"{pairs} pairs ({len(set(groups.values()))} {kind}): {sizes} -> "
           f"{split_file(root, 'train').parent}"
           + (f"; {len(excluded)} slice(s) without foreground kept out of train by --keep-empty" if excluded else "")
           + (f"; {len(unlabelled)} image(s) without label left out" if unlabelled else ""))

@@ -25,9 +25,11 @@ LAYERS = (
     "utils.infer",
     "utils.evaluate",
     "utils.volumes",
+    "utils.crossval",
     "utils.importers",
     "utils.synthetic",
     "utils.bench",
+    "utils.api",
     "scripts",
 )
 PACKAGES = ("utils", "nets")
