@@ -3,7 +3,8 @@
 Each configuration and each pairwise ensemble of them is scored on the same out-of-fold cases (per-case foreground
 Dice; volumes when the data came from volumes); the winner is tested against the runner-up (paired Wilcoxon test,
 bootstrap 95 % interval of the difference); keep-largest is turned on only for the classes whose out-of-fold Dice
-it raises. The result is choice.json and the predict.py command that applies all of it.
+it raises. The result is choice.json and the predict.py command that applies all of it (its options are also in
+choice.json as a list, "predict_arguments", which get_miou_prediction.py takes too).
 
 Usage: python choose_config.py logs/unet_bn/base-cv logs/att_unet/base-cv logs/unet_bn/ctx-cv
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from utils.cli import ArgumentParser, run_main
-from utils.crossval.selection import choose, predict_command
+from utils.crossval.selection import choose, predict_arguments, predict_command
 from utils.errors import UserError
 from utils.io.files import write_json
 from utils.io.outputs import check_outputs
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "on" if decision["keep_largest"] else "off"
         print(f"  keep-largest for {name}: {verdict} (Dice {_number(decision['dice_without'])} -> "
               f"{_number(decision['dice_with'])})")
+    record["predict_arguments"] = predict_arguments(record)
     record["predict_command"] = predict_command(record)
     write_json(out, record)
     print(f"choice written to {out}\napply it with:\n  {record['predict_command']}")

@@ -26,7 +26,7 @@ from utils.evaluate.prediction_folder import (
 from utils.infer.ensemble import EnsemblePredictor
 from utils.infer.loading import load_predictor
 from utils.infer.members import checkpoint_members
-from utils.infer.options import add_inference_arguments
+from utils.infer.options import add_inference_arguments, keep_largest_rule
 from utils.infer.postprocess import probabilities_for_saving, save_probabilities_npz
 from utils.infer.segment import Segmentation, finish, segment_files, uncertainty_names
 from utils.infer.uncertainty import UNCERTAINTY_FILE, write_uncertainty_csv
@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     predictor = load_predictor(args.checkpoint, args.device, args.flip_tta, args.tiles, args.overlap,
                                intensity=intensity, amp=args.amp)
     ensemble = isinstance(predictor, EnsemblePredictor)
+    largest = keep_largest_rule(args.keep_largest, args.largest_classes,
+                                predictor.class_names[:max(predictor.num_classes, 2)])
     if args.out:
         out = Path(args.out)
     elif ensemble:
@@ -148,12 +150,12 @@ def main(argv: list[str] | None = None) -> int:
 
     singles = [paths[stem] for stem in paths if stem not in in_volumes]
     for path, probabilities, spread in segment_files(predictor, singles, args.batch_size, uncertainty):
-        write_slice(path.stem, finish(probabilities, predictor.num_classes, args.keep_largest, uncertainty, spread))
+        write_slice(path.stem, finish(probabilities, predictor.num_classes, largest, uncertainty, spread))
         progress.update()
     for name, slices in whole.items():
         raw = list(segment_files(predictor, [paths[s] for s in slices], args.batch_size, uncertainty))
         spread = np.stack([s for _, _, s in raw]) if uncertainty and disagreement else None
-        result = finish(np.stack([prob for _, prob, _ in raw], axis=1), predictor.num_classes, args.keep_largest,
+        result = finish(np.stack([prob for _, prob, _ in raw], axis=1), predictor.num_classes, largest,
                         uncertainty, spread)
         for index, stem in enumerate(slices):
             write_slice(stem, result.slice(index))
@@ -176,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             write_uncertainty_csv(out / "volumes" / UNCERTAINTY_FILE, volume_cases)
     write_json(out / PREDICTION_FILE, {**owner, "images": len(paths), "stems": stems, "volumes": sorted(whole),
                                        "class_names": predictor.class_names, "flip_tta": args.flip_tta,
-                                       "keep_largest": args.keep_largest, "amp": args.amp,
+                                       "keep_largest": largest.count if largest else None,
+                                       "largest_classes": list(largest.classes or ()) if largest else None,
+                                       "amp": args.amp,
                                        "uncertainty": uncertainty,
                                        "intensity": predictor.intensity.to_json() if predictor.intensity else None})
     (out / INCOMPLETE_FILE).unlink()

@@ -18,7 +18,7 @@ from utils.data.folders import DATASET_FOLDERS
 from utils.errors import UserError
 from utils.infer.loading import load_predictor
 from utils.infer.members import checkpoint_members, is_model_path
-from utils.infer.options import add_inference_arguments
+from utils.infer.options import add_inference_arguments, keep_largest_rule
 from utils.infer.postprocess import probabilities_for_saving, save_probabilities_npz
 from utils.infer.predictor import Predictor
 from utils.infer.segment import segment_images, uncertainty_names
@@ -89,10 +89,11 @@ def predict_images(predictor: Predictor, paths: list[Path], args: argparse.Names
                    ) -> list[CaseUncertainty]:
     """2-D images: label PNG, overlay PNG and optionally probabilities and uncertainty maps."""
     classes = max(predictor.num_classes, 2)
+    largest = keep_largest_rule(args.keep_largest, args.largest_classes, predictor.class_names[:classes])
     cases = []
     for path in paths:
         image = predictor.load(path)
-        result = segment_images(predictor, [image], args.keep_largest, args.save_uncertainty)[0]
+        result = segment_images(predictor, [image], largest, args.save_uncertainty)[0]
         label = result.labels
         save_label_png(out / f"{path.stem}_label.png", label, classes)
         save_image(out / f"{path.stem}_overlay.png", overlay(image, label, classes, args.alpha))
@@ -114,13 +115,14 @@ def predict_volumes(predictor: Predictor, paths: list[Path], args: argparse.Name
     from utils.volumes.dicom import read_image_volume
 
     classes = max(predictor.num_classes, 2)
+    largest = keep_largest_rule(args.keep_largest, args.largest_classes, predictor.class_names[:classes])
     override = intensity_from_options(args.window, args.percentile)
     cases = []
     for path in paths:
         volume = read_image_volume(path)
         intensity = volume_intensity(predictor, override, str(path))
         context = int(predictor.preprocessing.get("context") or 0) if args.context is None else args.context
-        orientation, stack, result = segment_volume(predictor, volume, intensity, context, args.keep_largest,
+        orientation, stack, result = segment_volume(predictor, volume, intensity, context, largest,
                                                     args.batch_size, uncertainty=args.save_uncertainty)
         labels = result.labels
         name = output_name(path)

@@ -74,6 +74,7 @@ def test_choice_ranking_paired_test_and_keep_largest_by_hand(tmp_path: Path, cap
     assert test["p_value"] == pytest.approx(2 / 16)  # four positive differences: exact two-sided Wilcoxon
     largest = choice["keep_largest"]["square"]
     assert largest["keep_largest"] and largest["dice_with"] == pytest.approx(1.0)
+    assert choice["predict_arguments"] == ["--checkpoint", str(good), "--keep-largest", "--largest-classes", "square"]
     assert choice["predict_command"].startswith(f"python predict.py --checkpoint {good} --keep-largest "
                                                 f"--largest-classes square")
     assert "apply it with" in capsys.readouterr().out

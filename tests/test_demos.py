@@ -1,6 +1,7 @@
 """The README's demo scripts, run quick (DEMO_QUICK=1) into a folder of the test's own (DEMO_OUT)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,3 +60,16 @@ def test_demo_volumes(tmp_path: Path) -> None:
     source = out / "datasets" / "SynthCT-nifti" / "imagesTr" / predicted.name.replace("_label", "")
     label, image = nib.load(str(predicted)), nib.load(str(source))
     assert label.shape == image.shape == (32, 32, 16) and (label.affine == image.affine).all()  # the source's voxels
+
+
+def test_demo_crossval(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    run_demo("demo_crossval.sh", out)
+    for config in ("cv-*[0-9]-cv", "cv-*-ce-cv"):
+        cv_dir = one(out, f"logs/unet_bn/{config}")
+        assert (cv_dir / "cv_summary.json").is_file() and (cv_dir / "report.html").is_file()
+    results = one(out, "results/cv-*")
+    choice = json.loads((results / "choice.json").read_text())
+    assert len(choice["ranking"]) == 3  # two configurations and their ensemble
+    assert (results / "test" / "miou.json").is_file() and (results / "test" / "uncertainty.csv").is_file()
+    assert one(results, "predict/*_entropy.png").is_file()

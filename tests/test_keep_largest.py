@@ -2,6 +2,7 @@
 the volume path, keeps only the larger one when asked (in 3-D for volumes) and both when not."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -13,6 +14,7 @@ import get_miou_prediction
 import predict
 from tests.stand_in_models import BRIGHT, DARK, register, write_checkpoint
 from utils.cli import run_main
+from utils.infer.postprocess import keep_largest
 from utils.infer.predictor import Predictor
 from utils.io.intensity import Intensity
 from utils.volumes.geometry import Volume, orientation_of
@@ -51,7 +53,9 @@ def read_label(path: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("flags, keeps_small", [((), True), (("--keep-largest",), False),
-                                                (("--keep-largest", "2"), True)])
+                                                (("--keep-largest", "2"), True),
+                                                (("--keep-largest", "--largest-classes", "bright"), False),
+                                                (("--largest-classes", "1"), False)])
 def test_predict_py_keeps_the_largest_blob_when_asked(checkpoint: Path, image_file: Path, tmp_path: Path,
                                                       flags: tuple[str, ...], keeps_small: bool) -> None:
     out = tmp_path / "out"
@@ -66,7 +70,8 @@ def test_predict_py_keeps_the_largest_blob_when_asked(checkpoint: Path, image_fi
     np.testing.assert_array_equal(probabilities.argmax(0), label)  # a removed blob's probability moved too
 
 
-@pytest.mark.parametrize("flags, keeps_small", [((), True), (("--keep-largest",), False)])
+@pytest.mark.parametrize("flags, keeps_small", [((), True), (("--keep-largest",), False),
+                                                (("--largest-classes", "bright"), False)])
 def test_get_miou_prediction_keeps_the_largest_blob_when_asked(checkpoint: Path, image_file: Path, tmp_path: Path,
                                                                flags: tuple[str, ...], keeps_small: bool) -> None:
     data = tmp_path / "data"
@@ -80,6 +85,31 @@ def test_get_miou_prediction_keeps_the_largest_blob_when_asked(checkpoint: Path,
     _, large, small = two_blobs()
     expected = (large | (small if keeps_small else False)).astype(np.uint8)
     np.testing.assert_array_equal(read_label(out / "blobs.png"), expected)
+    record = json.loads((out / "prediction.json").read_text())
+    assert record["largest_classes"] == ([1] if "--largest-classes" in flags else None if not flags else [])
+
+
+def test_largest_classes_names_a_foreground_class(checkpoint: Path, image_file: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    for bad in ("background", "tumour", "0"):
+        out = tmp_path / f"out-{bad}"
+        assert run_main(predict.main, [str(image_file), "--checkpoint", str(checkpoint), "--out", str(out),
+                                       "--device", "cpu", "--largest-classes", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "not a foreground class" in err and "bright" in err
+        assert not out.exists() or not any(out.iterdir())
+
+
+def test_keep_largest_limited_to_some_classes() -> None:
+    labels = np.zeros((6, 9), np.uint8)
+    labels[0:2, 0:2] = 1
+    labels[4, 0] = 1  # class 1: components of 4 and 1 pixels
+    labels[0:3, 6:9] = 2
+    labels[5, 8] = 2  # class 2: components of 9 and 1 pixels
+    cleaned, removed = keep_largest(labels, 3, 1, classes=[2])
+    assert cleaned[4, 0] == 1 and cleaned[5, 8] == 0 and removed.sum() == 1
+    cleaned, removed = keep_largest(labels, 3, 1)
+    assert cleaned[4, 0] == 0 and cleaned[5, 8] == 0 and removed.sum() == 2
 
 
 def blob_volume() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

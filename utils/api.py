@@ -20,6 +20,7 @@ import numpy as np
 from utils.errors import UserError
 from utils.infer.loading import load_predictor
 from utils.infer.members import CheckpointArgument
+from utils.infer.postprocess import KeepLargest
 from utils.infer.predictor import Predictor
 from utils.infer.segment import Segmentation, segment_images
 from utils.io.images import array_model_input
@@ -33,7 +34,7 @@ class Segmenter:
     """A loaded model (or ensemble) and the options predict.py would be given: --keep-largest, --window,
     --percentile, --batch-size (the rest, e.g. flip_tta and tiles, are the predictor's)."""
 
-    def __init__(self, predictor: Predictor, keep_largest: int | None = None, window: str | None = None,
+    def __init__(self, predictor: Predictor, keep_largest: int | KeepLargest | None = None, window: str | None = None,
                  percentile: str | None = None, batch_size: int = PREDICT_BATCH) -> None:
         self.predictor = predictor
         self.keep_largest = keep_largest
@@ -42,7 +43,7 @@ class Segmenter:
 
     @classmethod
     def load(cls, checkpoint: CheckpointArgument, *, device: str = "auto", flip_tta: bool = False,
-             tiles: bool | None = None, overlap: float = 0.25, keep_largest: int | None = None,
+             tiles: bool | None = None, overlap: float = 0.25, keep_largest: int | KeepLargest | None = None,
              window: str | None = None, percentile: str | None = None, amp: bool = False,
              batch_size: int = PREDICT_BATCH) -> Segmenter:
         """Load a .pt checkpoint, run folder or .onnx file, or several / a cross-validation folder as an ensemble."""

@@ -200,12 +200,17 @@ def choose(cv_dirs: list[Path]) -> dict[str, Any]:
     return record
 
 
-def predict_command(record: dict[str, Any]) -> str:
-    """The predict.py command that applies everything the choice decided."""
-    parts = ["python predict.py --checkpoint", *map(shlex.quote, record["winner_folders"])]
+def predict_arguments(record: dict[str, Any]) -> list[str]:
+    """The options of predict.py (and get_miou_prediction.py) that apply everything the choice decided."""
+    arguments = ["--checkpoint", *record["winner_folders"]]
     if record["flip_tta"]:
-        parts.append("--flip-tta")
+        arguments.append("--flip-tta")
     chosen = [name for name, decision in record["keep_largest"].items() if decision["keep_largest"]]
     if chosen:
-        parts.append(f"--keep-largest --largest-classes {shlex.quote(','.join(chosen))}")
-    return " ".join([*parts, "--out results/best IMAGES..."])
+        arguments += ["--keep-largest", "--largest-classes", ",".join(chosen)]
+    return arguments
+
+
+def predict_command(record: dict[str, Any]) -> str:
+    """The predict.py command line that applies the choice, for the user to fill in the images."""
+    return " ".join(["python predict.py", *map(shlex.quote, predict_arguments(record)), "--out results/best IMAGES..."])

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 
 from utils.cli import MAX_OVERLAP, add_device_argument, checked, float_in, int_at_least
+from utils.errors import UserError
+from utils.infer.postprocess import KeepLargest
 from utils.io.intensity import parse_percentiles, parse_window
 
 
@@ -24,6 +26,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"fraction of a tile shared with its neighbour, 0 to {MAX_OVERLAP}")
     parser.add_argument("--keep-largest", type=int_at_least(1), nargs="?", const=1, default=None, metavar="K",
                         help="keep each class's K largest connected components (default K: 1; 3-D for volumes)")
+    parser.add_argument("--largest-classes", metavar="NAMES", default=None,
+                        help="keep the largest components of these classes only (names or ids, comma-separated; "
+                             "implies --keep-largest), as choose_config.py decides")
     parser.add_argument("--save-probabilities", action="store_true",
                         help="also write the class probabilities: float16 .npz per image, NIfTI per volume")
     parser.add_argument("--save-uncertainty", action="store_true",
@@ -39,3 +44,21 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_argument(parser)
 
 
+
+
+def keep_largest_rule(count: int | None, classes: str | None, class_names: list[str]) -> KeepLargest | None:
+    """--keep-largest K and --largest-classes as one rule, the class names resolved against the model's."""
+    if count is None and classes is None:
+        return None
+    if classes is None:
+        return KeepLargest(count or 1)
+    ids = []
+    for part in (part.strip() for part in classes.split(",")):
+        if part in class_names[1:]:
+            ids.append(class_names.index(part, 1))
+        elif part.isdigit() and 0 < int(part) < len(class_names):
+            ids.append(int(part))
+        else:
+            raise UserError(f"--largest-classes: '{part}' is not a foreground class of the model; its classes are "
+                            f"{', '.join(class_names[1:])}")
+    return KeepLargest(count or 1, tuple(sorted(set(ids))))

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -16,6 +17,14 @@ from scipy import ndimage
 from utils.errors import UserError
 from utils.io.files import atomic_open
 from utils.io.labels import IGNORE_INDEX
+
+
+@dataclass(frozen=True)
+class KeepLargest:
+    """--keep-largest K: keep the K largest components of every foreground class, or only of `classes` (ids)."""
+
+    count: int = 1
+    classes: tuple[int, ...] | None = None
 
 
 def _check_labels(labels: np.ndarray, num_classes: int, allow_ignore: bool, what: str) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from utils.errors import UserError
-from utils.infer.postprocess import keep_largest, move_removed_to_background
+from utils.infer.postprocess import KeepLargest, keep_largest, move_removed_to_background
 from utils.infer.predictor import Predictor
 from utils.infer.uncertainty import DISAGREEMENT, ENTROPY, CaseUncertainty, normalised_entropy, save_uncertainty_png
 from utils.runtime.forward import PREDICT_BATCH
@@ -65,19 +65,21 @@ def uncertainty_names(stem: str, ensemble: bool) -> list[str]:
     return [f"{stem}_{kind}" for kind in ((ENTROPY, DISAGREEMENT) if ensemble else (ENTROPY,))]
 
 
-def finish_labels(probabilities: np.ndarray, num_classes: int, largest: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Label map of (K, *spatial) probabilities, optionally keeping each class's `largest` components.
+def finish_labels(probabilities: np.ndarray, num_classes: int, largest: int | KeepLargest | None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Label map of (K, *spatial) probabilities, optionally keeping each class's (or some classes') largest components.
 
     A removed component's probability moves to background, so the returned probabilities' argmax is the labels.
     """
     labels = torch.from_numpy(probabilities).argmax(dim=0).to(torch.uint8).numpy()
     if not largest:
         return labels, probabilities
-    cleaned, removed = keep_largest(labels, max(num_classes, 2), largest)
+    rule = largest if isinstance(largest, KeepLargest) else KeepLargest(largest)
+    cleaned, removed = keep_largest(labels, max(num_classes, 2), rule.count, rule.classes)
     return cleaned, move_removed_to_background(probabilities, labels, removed)
 
 
-def finish(probabilities: np.ndarray, num_classes: int, largest: int | None = None, uncertainty: bool = False,
+def finish(probabilities: np.ndarray, num_classes: int, largest: int | KeepLargest | None = None, uncertainty: bool = False,
            disagreement: np.ndarray | None = None) -> Segmentation:
     """Labels (and the entropy, when asked) of raw (K, *spatial) probabilities, 2-D or 3-D alike."""
     entropy = normalised_entropy(probabilities) if uncertainty else None
@@ -94,7 +96,7 @@ def raw_batch(predictor: Predictor, images: Sequence[np.ndarray], uncertainty: b
             for prob, spread in predictor.probabilities_with_disagreement(images)]
 
 
-def segment_images(predictor: Predictor, images: Sequence[np.ndarray], largest: int | None = None,
+def segment_images(predictor: Predictor, images: Sequence[np.ndarray], largest: int | KeepLargest | None = None,
                    uncertainty: bool = False) -> list[Segmentation]:
     """One Segmentation per H x W x C uint8 model input, at the image's size."""
     return [finish(prob, predictor.num_classes, largest, uncertainty, spread)

@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from utils.errors import UserError
+from utils.infer.postprocess import KeepLargest
 from utils.infer.predictor import Predictor
 from utils.infer.segment import Segmentation, finish, raw_batch
 from utils.io.intensity import Intensity
@@ -61,7 +62,7 @@ def predict_stack(predictor: Predictor, stack: np.ndarray, context: int, batch_s
     return stack_probabilities(predictor, stack, context, batch_size, progress)[0]
 
 
-def segment_stack(predictor: Predictor, stack: np.ndarray, context: int, largest: int | None = None,
+def segment_stack(predictor: Predictor, stack: np.ndarray, context: int, largest: int | KeepLargest | None = None,
                   batch_size: int = PREDICT_BATCH, progress: Callable[[int], None] | None = None,
                   uncertainty: bool = False) -> Segmentation:
     """The Segmentation (labels, probabilities, maps: slices x H x W) of a uint8 display stack; --keep-largest
@@ -71,7 +72,7 @@ def segment_stack(predictor: Predictor, stack: np.ndarray, context: int, largest
 
 
 def segment_volume(predictor: Predictor, volume: Volume, intensity: Intensity, context: int,
-                   largest: int | None = None, batch_size: int = PREDICT_BATCH,
+                   largest: int | KeepLargest | None = None, batch_size: int = PREDICT_BATCH,
                    progress: Callable[[int], None] | None = None, uncertainty: bool = False
                    ) -> tuple[Orientation, np.ndarray, Segmentation]:
     """(orientation, uint8 display stack, Segmentation of the stack) of one volume."""
@@ -81,7 +82,7 @@ def segment_volume(predictor: Predictor, volume: Volume, intensity: Intensity, c
 
 
 def predict_volume(predictor: Predictor, volume: Volume, intensity: Intensity, context: int,
-                   largest: int | None = None, batch_size: int = PREDICT_BATCH,
+                   largest: int | KeepLargest | None = None, batch_size: int = PREDICT_BATCH,
                    progress: Callable[[int], None] | None = None
                    ) -> tuple[Orientation, np.ndarray, np.ndarray, np.ndarray]:
     """(orientation, display stack, label stack, probabilities (K, slices, H, W)) of one volume."""
