@@ -164,9 +164,11 @@ def fold_table_html(summary: dict[str, Any]) -> str:
     rows = "".join(f"<tr><td>{row['fold']}</td><td>{row['cases']}</td><td>{_number(row['miou'])}</td>"
                    f"<td>{_number(row['mean_foreground_dice'])}</td><td>{row['best_epoch']}</td>"
                    f"<td>{_number(row['best_val_miou'])}</td></tr>" for row in summary["fold_table"])
+    spread = html.escape(_spread(summary["per_case"]["foreground_dice"]))
     return ("<h2>Folds</h2><table><tr><th>fold</th><th>cases</th><th>mIoU</th><th>mean foreground Dice</th>"
             f"<th>best epoch</th><th>its val mIoU</th></tr>{rows}</table>"
-            f"<p>{html.escape(summary['interval'])}</p>")
+            f"<p class=\"note\">Per-case foreground Dice over all folds: {spread}; "
+            f"{html.escape(summary['interval'])}.</p>")
 
 
 def write_summary(cv_dir: Path, result: OutOfFold) -> list[str]:
