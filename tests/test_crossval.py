@@ -2,8 +2,10 @@
 as miou.py scores them concatenated, a folder that serves as an ensemble; choose_config.py on two of them."""
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import miou
 import png2txt
 from tests.conftest import write_pair, write_split
 from utils.cli import run_main
+from utils.crossval.training import run_folds
 from utils.data.dataset import read_split
 from utils.io.checkpoint import load_checkpoint, save_checkpoint
 
@@ -131,3 +134,24 @@ def test_bad_folds_are_one_line(tmp_path: Path, problem: str, capsys) -> None:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error:")
     assert not (tmp_path / "logs").exists()
+
+
+def test_folds_run_side_by_side_one_per_device(tmp_path: Path, capsys) -> None:
+    def command(fold: int, device: str | None) -> list[str]:
+        return [sys.executable, "-c", f"import sys; print('fold {fold} on {device}'); sys.exit({3 if fold == 2 else 0})"]
+
+    results = run_folds([0, 1, 2, 3], command, ["cuda:0", "cuda:1"], tmp_path / "fold_logs")
+    assert results == {0: 0, 1: 0, 2: 3, 3: 0}  # a failed fold does not stop the others
+    for fold in range(4):
+        text = (tmp_path / "fold_logs" / f"fold{fold}.log").read_text()
+        assert text.startswith(f"fold {fold} on cuda:")
+    assert "fold 2: stopped with exit code 3" in capsys.readouterr().out
+    assert run_folds([0, 1, 2], command, [None], tmp_path / "unused") == {0: 0, 1: 0, 2: 3}
+    assert not (tmp_path / "unused").exists()  # one device: output to the terminal
+
+
+def test_devices_option() -> None:
+    assert crossval.parse_devices("0,1") == ["cuda:0", "cuda:1"] and crossval.parse_devices("cpu") == ["cpu"]
+    for bad in ("0,0", "gpu1", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            crossval.parse_devices(bad)

@@ -113,6 +113,10 @@ def score_out_of_fold(data: str, folds: int, folders: list[Path], checkpoints: l
         "per_case": case_statistics(matrices, class_names, empty),
         "fold_table": fold_rows(fold_stems, by_stem, checkpoints, class_names),
         "interval": "bootstrap 95 % percentile interval of the mean over cases (10000 resamples, seed 0)"}
+    group_dice = scores["per_case"].get("group_dice")
+    if group_dice:  # patients: the unit many papers average over
+        summary["per_group"] = {name: describe([dice[c] for dice in group_dice.values()])
+                                for c, name in enumerate(class_names)}
     if scores.get("volumes"):
         summary["per_volume"] = volume_statistics(scores["volumes"])
     if scores.get("rand_voi"):
@@ -142,6 +146,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
              f"per-case foreground Dice: {_spread(summary['per_case']['foreground_dice'])}"]
     for name, stats in summary["per_case"]["dice"].items():
         lines.append(f"  Dice {name}: {_spread(stats)}")
+    for name, stats in summary.get("per_group", {}).items():
+        lines.append(f"  per group (patient) Dice {name}: {_spread(stats)}")
     for name, metrics in summary.get("per_volume", {}).items():
         for metric in ("dice", "hd95", "assd"):
             if metric in metrics:

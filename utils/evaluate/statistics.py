@@ -18,7 +18,7 @@ def finite(values: Sequence[float | None]) -> np.ndarray:
 def bootstrap_interval(values: Sequence[float], samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
                        level: float = 0.95) -> tuple[float, float] | None:
     """Percentile bootstrap interval of the mean of `values` (cases resampled with replacement); None below 2 cases."""
-    data = finite(values)
+    data = np.sort(finite(values))  # sorted: the same cases in any order give the same interval
     if data.size < 2:
         return None
     rng = np.random.default_rng(seed)
