@@ -76,7 +76,7 @@ def write_html_report(folder: str | Path, scores: dict[str, Any], samples: Seque
                          uncertainty.get(s.stem) if uncertainty else None)
              for s, m in zip(samples, matrices)]
     sizes, any_ignored = {}, False
-    for item in tqdm(items, desc="thumbnails", leave=False):
+    for item in tqdm(items, desc="thumbnails", leave=False, disable=None):
         sizes[item.stem], ignored = write_thumbnails(item, files, colours)
         any_ignored |= ignored
     pages = max(1, -(-len(items) // page_size))
