@@ -26,8 +26,9 @@ from utils.crossval.training import (
     run_folds,
     shell_line,
 )
-from utils.data.folders import DATASET_FOLDERS, INCOMPLETE_FILE, split_file
+from utils.data.folders import DATASET_FOLDERS, INCOMPLETE_FILE, read_class_names, split_file
 from utils.errors import UserError
+from utils.evaluate.em_metrics import class_index
 from utils.evaluate.prediction_folder import PREDICTION_FILE
 from utils.io.outputs import check_outputs
 from utils.train.options import RESUME_OVERRIDES, run_name, train_parser
@@ -126,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, train_args, options, epochs = parse(argv)
     check_fold_files(args.data, args.folds)
+    if args.rand_voi:  # checked now, not after hours of training
+        names = read_class_names(args.data) or ["background", "foreground"]
+        class_index(args.rand_voi, names)
     folds = [read_fold(args.log_dir, args.model, args.name, i, epochs) for i in range(args.folds)]
     cv_dir = Path(args.log_dir) / args.model / f"{args.name}-cv"
     record = new_record(args.model, args.data, [fold.run_dir for fold in folds], cv_dir, options, train_args)
@@ -156,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = {fold: code for fold, code in results.items() if code != 0}
     if failed:
         fold, code = min(failed.items())
-        print(f"error: fold {fold} stopped (exit code {code}); run the same command again to resume it",
-              file=sys.stderr)
+        print(f"error: fold {fold} stopped (exit code {code}, its reason above); run the same command again to "
+              f"resume it", file=sys.stderr)
         return code
     if args.only_fold is not None:
         print(f"fold {args.only_fold} done; when every fold is, score them with the same command without --only-fold")

@@ -155,3 +155,11 @@ def test_devices_option() -> None:
     for bad in ("0,0", "gpu1", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             crossval.parse_devices(bad)
+
+
+def test_an_unknown_rand_voi_class_is_refused_before_training(tmp_path: Path, capsys) -> None:
+    data = squares(tmp_path / "data")
+    assert run_main(png2txt.main, ["--data", str(data), "--folds", "3"]) == 0
+    assert run_main(crossval.main, cv_args(data, tmp_path / "logs", "a", "--rand-voi", "cell")) == 2
+    assert "--rand-voi cell" in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists()
