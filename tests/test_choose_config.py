@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import choose_config
-from tests.conftest import write_checkpoint, write_pair, write_split
+from tests.conftest import write_pair, write_split
+from tests.stand_in_models import write_linear_checkpoint
 from utils.cli import run_main
 from utils.io.files import write_json
 
@@ -34,8 +35,9 @@ def configuration(logs: Path, name: str, data: Path, masks: dict[str, np.ndarray
     cv_dir = logs / "unet_bn" / f"{name}-cv"
     folds = []
     for fold, val in enumerate(FOLDS):
-        checkpoint = write_checkpoint(logs / "unet_bn" / f"{name}-fold{fold}" / "best.pt", size=32,
-                                      class_names=["background", "square"])
+        run_dir = logs / "unet_bn" / f"{name}-fold{fold}"
+        run_dir.mkdir(parents=True)
+        checkpoint = write_linear_checkpoint(run_dir / "best.pt", [0.0, 0.0], class_names=["background", "square"])
         folds.append({"fold": fold, "checkpoint": f"../{checkpoint.parent.name}/best.pt", "val_split": f"fold{fold}_val",
                       "splits_digest": "-"})
         oof = cv_dir / "oof" / f"fold{fold}"
