@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Cross-validation on the embedded synthetic liver set: folds with a held-out test part, two cross-validated
-# configurations, the choice between them (and their ensemble), then the chosen ensemble scored on the test part
-# with uncertainty maps. About 5 minutes on a 2-core CPU. Uses `python` from PATH (the README puts .venv/bin
-# first), or $PYTHON.
+# configurations, the choice between them (and their ensemble), then the chosen one scored on the test part with
+# uncertainty maps. About 10 minutes on a 2-core CPU (12 measured while another job shared it). Uses `python`
+# from PATH (the README puts .venv/bin first), or $PYTHON.
 # Environment:
 #   DEMO_QUICK=1    a tiny run that checks the set-up, not the models: 12 images of 32 px, 1 epoch, fp32
 #   DEMO_OUT=DIR    where datasets/, logs/ and results/ go (default: this repository)
