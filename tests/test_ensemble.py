@@ -153,7 +153,7 @@ def test_crossval_folder_problems_are_one_line(members: dict[str, Path], tmp_pat
     record["folds"].append({"fold": 2, "checkpoint": "../fold2/best.pt"})
     (cv / CROSSVAL_FILE).write_text(json.dumps(record))
     with pytest.raises(UserError, match=r"cv: fold 2 has no checkpoint yet \(.*fold2/best\.pt is missing\); finish "
-                                        r"training first: python crossval\.py --folds 2 resumes fold 2"):
+                                        r"training first: the crossval\.py command that made the folder, run again"):
         load_predictor(cv, "cpu")
     (cv / CROSSVAL_FILE).write_text(json.dumps({"folds": [{"fold": "zero", "checkpoint": "x.pt"}]}))
     with pytest.raises(UserError, match="fold entry 'zero' is malformed"):

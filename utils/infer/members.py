@@ -56,10 +56,10 @@ def crossval_checkpoints(folder: str | os.PathLike) -> list[Path]:
     missing = [(fold, path) for fold, path in entries if not path.exists()]
     if missing:
         folds = ", ".join(str(fold) for fold, _ in missing)
-        fold, path = missing[0]
+        path = missing[0][1]
         which = f"fold {folds} has" if len(missing) == 1 else f"folds {folds} have"
-        raise UserError(f"{folder}: {which} no checkpoint yet ({path} is missing); finish training first: "
-                        f"python crossval.py --folds {fold} resumes fold {fold}")
+        raise UserError(f"{folder}: {which} no checkpoint yet ({path} is missing); finish training first: the "
+                        f"crossval.py command that made the folder, run again, resumes its folds")
     return [path for _, path in entries]
 
 
