@@ -96,10 +96,22 @@ def test_keep_largest_stays_off_when_it_does_not_help(tmp_path: Path) -> None:
 def test_runs_on_other_folds_are_refused(tmp_path: Path, capsys) -> None:
     first = dataset(tmp_path / "data")
     second = dataset(tmp_path / "other")
+    for fold, val in enumerate(FOLDS[::-1]):  # the same cases, dealt to the folds the other way round
+        write_split(second, f"fold{fold}_val", val)
     square = np.zeros((8, 8), bool)
     a = configuration(tmp_path / "logs", "a", first, {stem: square for stem in STEMS})
     b = configuration(tmp_path / "logs", "b", second, {stem: square for stem in STEMS})
     assert run_main(choose_config.main, [str(a), str(b), "--out", str(tmp_path / "c.json")]) == 2
     err = capsys.readouterr().err
-    assert "same data and folds" in err and err.count("\n") == 1
+    assert "same cases and folds" in err and err.count("\n") == 1
     assert not (tmp_path / "c.json").exists()
+
+
+def test_two_imports_of_the_same_cases_compare(tmp_path: Path) -> None:
+    """E.g. 2-D and 2.5-D imports of the same volumes: other folders, the same stems, folds and label sizes."""
+    square = np.zeros((8, 8), bool)
+    square[2:6, 2:6] = True
+    a = configuration(tmp_path / "logs", "a", dataset(tmp_path / "flat"), {stem: square for stem in STEMS})
+    b = configuration(tmp_path / "logs", "b", dataset(tmp_path / "context"), {stem: square for stem in STEMS})
+    assert run_main(choose_config.main, [str(a), str(b), "--out", str(tmp_path / "c.json")]) == 0
+    assert len(json.loads((tmp_path / "c.json").read_text())["ranking"]) == 3

@@ -13,6 +13,7 @@ import numpy as np
 
 from utils.crossval.record import read_record
 from utils.data.dataset import find_samples, read_split
+from utils.data.splits import split_fingerprint
 from utils.errors import UserError
 from utils.evaluate.statistics import describe, paired_comparison
 from utils.infer.metadata import description
@@ -81,11 +82,19 @@ def load_run(cv_dir: Path) -> Run:
 
 
 def check_comparable(runs: list[Run]) -> None:
-    """The runs were cross-validated on the same data and the same folds, and agree on classes."""
+    """The runs were cross-validated on the same cases in the same folds, and agree on classes.
+
+    Their data folders may differ when they hold the same cases (two imports of the same volumes, 2-D and 2.5-D):
+    every fold must list the same stems with labels of the same sizes.
+    """
     first = runs[0]
     for run in runs[1:]:
-        if run.data != first.data or run.stem_fold != first.stem_fold:
-            raise UserError(f"{run.cv_dir} and {first.cv_dir} were not cross-validated on the same data and folds, "
+        same = run.stem_fold == first.stem_fold
+        if same and run.data != first.data:
+            same = all(split_fingerprint(run.data, f"fold{fold}_val") == split_fingerprint(first.data, f"fold{fold}_val")
+                       for fold in range(first.folds))
+        if not same:
+            raise UserError(f"{run.cv_dir} and {first.cv_dir} were not cross-validated on the same cases and folds, "
                             f"so their out-of-fold scores do not compare")
         if _setting(run.described, "class_names") != _setting(first.described, "class_names"):
             raise UserError(f"{run.cv_dir} and {first.cv_dir} predict different classes")
