@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -13,28 +11,22 @@ import numpy as np
 
 from utils.errors import UserError
 from utils.evaluate.plots import confusion_figure, scores_figure
-from utils.infer.uncertainty import stem_of_cell
+from utils.infer.uncertainty import UNCERTAINTY_FILE, read_uncertainty_csv
+from utils.io.csv_cells import text_cell
 from utils.io.figures import save_figure
 from utils.io.files import atomic_open
 from utils.metrics import class_scores, foreground_dice
 
 SCORE_FILES = ("scores.png", "confusion.png", "per_image.csv")
 DEFAULT_REPORT = "miou.json"  # the report whose files keep their plain names
-UNCERTAINTY_FILE = "uncertainty.csv"  # per-case uncertainty a prediction folder may hold
 RAND_VOI_COLUMNS = ("adapted_rand_error", "voi_split", "voi_merge", "voi")
 REPORT_KEYS = ("miou", "confusion_matrix", "class_names")  # what marks a JSON file as miou.py's own
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # spreadsheets run a cell that starts with one of these
 BLANK_RULE = ("Dice and IoU are blank where a class is in neither the label nor the prediction (undefined); "
               "pixel counts leave out label-255 pixels")
 
 
 def _cell(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
-
-
-def text_cell(text: str) -> str:
-    """`text` made inert for spreadsheets: a leading quote before =, +, -, @ (OWASP's CSV injection rule)."""
-    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
 def output_prefix(report: str | os.PathLike) -> str:
@@ -80,32 +72,7 @@ def check_score_outputs(report: Path, stems: Sequence[str], pred: Path | Iterabl
 def read_uncertainty(folder: str | os.PathLike) -> dict[str, float] | None:
     """stem -> uncertainty from <folder>/uncertainty.csv (blank cells left out); None when there is no such file."""
     path = Path(folder) / UNCERTAINTY_FILE
-    if not path.is_file():
-        return None
-    try:
-        rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline=""))
-        columns = rows.fieldnames or []
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise UserError(f"{path} is not a readable UTF-8 CSV file ({err}); predict again with --save-uncertainty "
-                        f"or remove it") from None
-    if "stem" not in columns or "uncertainty" not in columns:
-        raise UserError(f"{path} has no 'stem' and 'uncertainty' columns (it has: {', '.join(columns) or 'none'}); "
-                        f"predict again with --save-uncertainty or remove it")
-    values: dict[str, float] = {}
-    for line, row in enumerate(rows, start=2):
-        stem, cell = stem_of_cell(row["stem"] or ""), (row["uncertainty"] or "").strip()
-        if stem in values:
-            raise UserError(f"{path} line {line}: stem '{stem}' is listed twice")
-        if not cell:
-            continue
-        try:
-            value = float(cell)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise UserError(f"{path} line {line}: uncertainty '{cell}' of '{stem}' is not a finite number")
-        values[stem] = value
-    return values
+    return read_uncertainty_csv(path) if path.is_file() else None
 
 
 def write_per_image_csv(path: str | Path, stems: Sequence[str], matrices: Sequence[np.ndarray],

@@ -8,22 +8,24 @@ All maps are divided by log K (K classes, 2 for a sigmoid model), so they lie in
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 from scipy.special import entr
 
 from utils.errors import UserError
+from utils.io.csv_cells import cell_text, text_cell
 from utils.io.files import atomic_open, save_image
 
 UNCERTAINTY_FILE = "uncertainty.csv"
 UNCERTAINTY_COLUMNS = ("stem", "uncertainty", "mean_entropy", "mean_disagreement")
 ENTROPY, DISAGREEMENT = "entropy", "disagreement"  # file name parts: <stem>_entropy.png, <name>_entropy.nii.gz
 PNG_SCALE = 65535  # 16-bit PNG: value = round(u * 65535)
-FORMULA_STARTS = ("=", "+", "-", "@")  # what a spreadsheet runs as a formula (OWASP's CSV injection rule)
 
 
 def normalised_entropy(probabilities: np.ndarray) -> np.ndarray:
@@ -79,16 +81,6 @@ def save_uncertainty_png(path: str | os.PathLike, values: np.ndarray) -> None:
     save_image(path, uncertainty_png(values))
 
 
-def _text_cell(text: str) -> str:
-    """`text` made inert for spreadsheets: a leading quote before =, +, -, @ (as per_image.csv writes stems)."""
-    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
-
-
-def stem_of_cell(cell: str) -> str:
-    """The stem a `stem` cell stands for (the inverse of the quote a formula-like stem is written with)."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
-
-
 def write_uncertainty_csv(path: str | os.PathLike, cases: Iterable[CaseUncertainty]) -> None:
     """uncertainty.csv: stem, uncertainty, mean_entropy, mean_disagreement (blank for one model), atomically."""
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
@@ -96,16 +88,33 @@ def write_uncertainty_csv(path: str | os.PathLike, cases: Iterable[CaseUncertain
         writer.writerow(UNCERTAINTY_COLUMNS)
         for case in cases:
             disagreement = "" if case.mean_disagreement is None else f"{case.mean_disagreement:.6f}"
-            writer.writerow([_text_cell(case.name), f"{case.uncertainty:.6f}", f"{case.mean_entropy:.6f}",
+            writer.writerow([text_cell(case.name), f"{case.uncertainty:.6f}", f"{case.mean_entropy:.6f}",
                              disagreement])
 
 
 def read_uncertainty_csv(path: str | os.PathLike) -> dict[str, float]:
-    """Stem -> U from an uncertainty.csv (a malformed file is a UserError)."""
+    """Stem -> U from an uncertainty.csv (blank cells left out); a malformed file is a UserError naming the line."""
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        return {stem_of_cell(row["stem"]): float(row["uncertainty"]) for row in rows}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{path}: not an uncertainty file with columns {', '.join(UNCERTAINTY_COLUMNS)} "
-                        f"({exc})") from None
+        rows = csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8"), newline=""))
+        columns = rows.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{path} is not a readable UTF-8 CSV file ({err}); predict again with --save-uncertainty "
+                        f"or remove it") from None
+    if "stem" not in columns or "uncertainty" not in columns:
+        raise UserError(f"{path} is not an uncertainty file: it has no 'stem' and 'uncertainty' columns (it has: "
+                        f"{', '.join(columns) or 'none'}); predict again with --save-uncertainty or remove it")
+    values: dict[str, float] = {}
+    for line, row in enumerate(rows, start=2):
+        stem, cell = cell_text(row["stem"] or ""), (row["uncertainty"] or "").strip()
+        if stem in values:
+            raise UserError(f"{path} line {line}: stem '{stem}' is listed twice")
+        if not cell:
+            continue
+        try:
+            value = float(cell)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise UserError(f"{path} line {line}: uncertainty '{cell}' of '{stem}' is not a finite number")
+        values[stem] = value
+    return values

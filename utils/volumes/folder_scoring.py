@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from utils.cli import MAX_CLASSES
 from utils.errors import UserError
-from utils.evaluate.score_files import is_score_report, score_path, text_cell
+from utils.evaluate.score_files import is_score_report, score_path
+from utils.io.csv_cells import text_cell
 from utils.io.files import atomic_open, read_lines
 from utils.io.labels import IGNORE_INDEX
 from utils.metrics import scores_from_confusion
