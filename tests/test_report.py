@@ -50,22 +50,28 @@ def box(spec: tuple[int, int, int, int] | None) -> np.ndarray:
     return mask
 
 
-@pytest.fixture
-def scored(tmp_path: Path) -> dict[str, Path]:
-    """A 2-class dataset whose predictions are written by hand (palette PNGs); every image's Dice is known."""
-    data, pred = tmp_path / "data", tmp_path / "pred"
+def write_scored(root: Path, ignored_row: bool = True) -> dict[str, Path]:
+    """A 2-class dataset (root/data) whose predictions (root/pred) are written by hand as palette PNGs; every image's
+    Dice is known. With `ignored_row`, p1_perfect's label has a row of 255 (left out of scores and pixel counts)."""
+    data, pred = root / "data", root / "pred"
     for folder in ("Images", "Labels", "ImageSets/Segmentation"):
         (data / folder).mkdir(parents=True)
     for stem, (label_box, pred_box) in CASES.items():
         label = box(label_box)
-        if stem == "p1_perfect":
-            label[15] = 255  # an ignored row: left out of the scores and the pixel counts
+        if stem == "p1_perfect" and ignored_row:
+            label[15] = 255
         Image.fromarray((label % 255 * 150 + 40).astype(np.uint8)).save(data / "Images" / f"{stem}.png")
         Image.fromarray(label).save(data / "Labels" / f"{stem}.png")
         save_label_png(pred / f"{stem}.png", box(pred_box), 2)
     (data / "ImageSets/Segmentation/val.txt").write_text("".join(f"{s}\n" for s in CASES))
     (data / "classes.txt").write_text("background\nspot\n")
     return {"data": data, "pred": pred}
+
+
+@pytest.fixture
+def scored(tmp_path: Path) -> dict[str, Path]:
+    """write_scored in the test's own folder."""
+    return write_scored(tmp_path)
 
 
 class Page(HTMLParser):

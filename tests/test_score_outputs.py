@@ -8,12 +8,10 @@ import json
 from pathlib import Path
 from urllib.parse import unquote
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import miou
-from tests.test_report import CASES, Page, box
+from tests.test_report import CASES, Page, box, write_scored
 from utils.cli import run_main
 from utils.data.dataset import find_samples, read_split
 from utils.data.folders import index_by_stem
@@ -30,18 +28,8 @@ UNCERTAINTY = {"p1_perfect": 0.05, "p1_half #2": 0.9, "p2_missed": 0.4, "p2_fals
 
 @pytest.fixture
 def scored(tmp_path: Path) -> dict[str, Path]:
-    """The 2-class data set of test_report.py with its hand-made predictions."""
-    data, pred = tmp_path / "data", tmp_path / "pred"
-    for folder in ("Images", "Labels", "ImageSets/Segmentation"):
-        (data / folder).mkdir(parents=True)
-    for stem, (label_box, pred_box) in CASES.items():
-        label = box(label_box)
-        Image.fromarray((label * 150 + 40).astype(np.uint8)).save(data / "Images" / f"{stem}.png")
-        Image.fromarray(label).save(data / "Labels" / f"{stem}.png")
-        save_label_png(pred / f"{stem}.png", box(pred_box), 2)
-    (data / "ImageSets/Segmentation/val.txt").write_text("".join(f"{s}\n" for s in CASES))
-    (data / "classes.txt").write_text("background\nspot\n")
-    return {"data": data, "pred": pred}
+    """The 2-class data set of test_report.py with its hand-made predictions, without the ignored row."""
+    return write_scored(tmp_path, ignored_row=False)
 
 
 def links_resolve(folder: Path, page: Path) -> None:
