@@ -15,12 +15,9 @@ from pathlib import Path
 from utils.cli import ArgumentParser, run_main
 from utils.crossval.selection import choose, predict_arguments, predict_command
 from utils.errors import UserError
+from utils.evaluate.statistics import interval_text, number, spread_text
 from utils.io.files import write_json
 from utils.io.outputs import check_outputs
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,20 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     record = choose(folders)
     print(f"{record['cases']} out-of-fold cases ({record['case_unit']}s), mean per-case foreground Dice:")
     for row in record["ranking"]:
-        interval = row["ci95"]
-        ci = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "-"
-        print(f"  {_number(row['mean'])}  95% CI {ci}  median {_number(row['median'])}  {row['candidate']}")
+        print(f"  {spread_text(row)}  {row['candidate']}")
     print(f"best: {record['winner']}")
     if "winner_vs_runner_up" in record:
         test = record["winner_vs_runner_up"]
-        interval = test["ci95"]
-        ci = f"[{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else "-"
+        ci = interval_text(test["ci95"], sign=True)
         print(f"  vs runner-up {record['runner_up']}: mean difference {test['mean_difference']:+.4f}, 95% CI {ci}, "
-              f"Wilcoxon p = {_number(test['p_value'])} ({test['cases']} paired cases)")
+              f"Wilcoxon p = {number(test['p_value'])} ({test['cases']} paired cases)")
     for name, decision in record["keep_largest"].items():
         verdict = "on" if decision["keep_largest"] else "off"
-        print(f"  keep-largest for {name}: {verdict} (Dice {_number(decision['dice_without'])} -> "
-              f"{_number(decision['dice_with'])})")
+        print(f"  keep-largest for {name}: {verdict} (Dice {number(decision['dice_without'])} -> "
+              f"{number(decision['dice_with'])})")
     record["predict_arguments"] = predict_arguments(record)
     record["predict_command"] = predict_command(record)
     write_json(out, record)

@@ -166,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_fold is not None:
         print(f"fold {args.only_fold} done; when every fold is, score them with the same command without --only-fold")
         return 0
-    unfinished = [fold.index for fold in (read_fold(args.log_dir, args.model, args.name, i, epochs)
-                                          for i in range(args.folds)) if fold.state != "done"]
+    for index in todo:  # only the folds trained just now can have changed
+        folds[index] = read_fold(args.log_dir, args.model, args.name, index, epochs)
+    unfinished = [fold.index for fold in folds if fold.state != "done"]
     if unfinished:
         raise UserError(f"fold(s) {', '.join(map(str, unfinished))} not finished; run the same command again")
     oof = predict_out_of_fold(args, cv_dir, [fold.checkpoint for fold in folds])

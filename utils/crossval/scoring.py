@@ -14,7 +14,7 @@ from utils.errors import UserError
 from utils.evaluate.em_metrics import class_index, format_rand_voi
 from utils.evaluate.score_files import read_uncertainty
 from utils.evaluate.score_outputs import planned_outputs, write_score_outputs
-from utils.evaluate.statistics import describe, rank_correlation
+from utils.evaluate.statistics import describe, number, rank_correlation, spread_text
 from utils.io.checkpoint import load_checkpoint
 from utils.io.files import write_json, write_text
 from utils.metrics import class_scores, foreground_dice, scores_from_confusion
@@ -129,48 +129,38 @@ def score_out_of_fold(data: str, folds: int, folders: list[Path], checkpoints: l
     return OutOfFold(summary, scores, samples, predictions, matrices, groups, uncertainty)
 
 
-def _number(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _spread(stats: dict[str, Any]) -> str:
-    interval = stats["ci95"]
-    ci = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "-"
-    return f"mean {_number(stats['mean'])}  median {_number(stats['median'])}  95% CI {ci}  ({stats['cases']} cases)"
-
-
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The readable summary: pooled scores, per-class spread over cases, per-volume metrics, the fold table."""
     lines = [f"{summary['folds']}-fold cross-validation, {summary['cases']} out-of-fold cases",
-             f"pooled mIoU (one confusion matrix over all cases): {_number(summary['pooled_miou'])}",
-             f"per-case foreground Dice: {_spread(summary['per_case']['foreground_dice'])}"]
+             f"pooled mIoU (one confusion matrix over all cases): {number(summary['pooled_miou'])}",
+             f"per-case foreground Dice: {spread_text(summary['per_case']['foreground_dice'])}"]
     for name, stats in summary["per_case"]["dice"].items():
-        lines.append(f"  Dice {name}: {_spread(stats)}")
+        lines.append(f"  Dice {name}: {spread_text(stats)}")
     for name, stats in summary.get("per_group", {}).items():
-        lines.append(f"  per group (patient) Dice {name}: {_spread(stats)}")
+        lines.append(f"  per group (patient) Dice {name}: {spread_text(stats)}")
     for name, metrics in summary.get("per_volume", {}).items():
         for metric in ("dice", "hd95", "assd"):
             if metric in metrics:
-                lines.append(f"  per volume {metric} {name}: {_spread(metrics[metric])}")
+                lines.append(f"  per volume {metric} {name}: {spread_text(metrics[metric])}")
     if "rand_voi" in summary:
         lines.append(format_rand_voi(summary["rand_voi"]))
     if "uncertainty_vs_error" in summary:
         rho = summary["uncertainty_vs_error"]
-        lines.append(f"uncertainty vs 1 - Dice: Spearman {_number(rho['spearman'], 3)} (p {_number(rho['p_value'], 4)}"
+        lines.append(f"uncertainty vs 1 - Dice: Spearman {number(rho['spearman'], 3)} (p {number(rho['p_value'], 4)}"
                      f", {rho['cases']} cases)")
     lines.append("fold  cases   mIoU   fg Dice  best epoch")
     for row in summary["fold_table"]:
-        lines.append(f"{row['fold']:>4}  {row['cases']:>5}  {_number(row['miou'])}  "
-                     f"{_number(row['mean_foreground_dice'])}  {row['best_epoch']:>10}")
+        lines.append(f"{row['fold']:>4}  {row['cases']:>5}  {number(row['miou'])}  "
+                     f"{number(row['mean_foreground_dice'])}  {row['best_epoch']:>10}")
     return lines
 
 
 def fold_table_html(summary: dict[str, Any]) -> str:
     """The per-fold table for the report's first page, so that one bad fold stands out."""
-    rows = "".join(f"<tr><td>{row['fold']}</td><td>{row['cases']}</td><td>{_number(row['miou'])}</td>"
-                   f"<td>{_number(row['mean_foreground_dice'])}</td><td>{row['best_epoch']}</td>"
-                   f"<td>{_number(row['best_val_miou'])}</td></tr>" for row in summary["fold_table"])
-    spread = html.escape(_spread(summary["per_case"]["foreground_dice"]))
+    rows = "".join(f"<tr><td>{row['fold']}</td><td>{row['cases']}</td><td>{number(row['miou'])}</td>"
+                   f"<td>{number(row['mean_foreground_dice'])}</td><td>{row['best_epoch']}</td>"
+                   f"<td>{number(row['best_val_miou'])}</td></tr>" for row in summary["fold_table"])
+    spread = html.escape(spread_text(summary["per_case"]["foreground_dice"]))
     return ("<h2>Folds</h2><table><tr><th>fold</th><th>cases</th><th>mIoU</th><th>mean foreground Dice</th>"
             f"<th>best epoch</th><th>its val mIoU</th></tr>{rows}</table>"
             f"<p class=\"note\">Per-case foreground Dice over all folds: {spread}; "

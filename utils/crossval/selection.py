@@ -3,7 +3,6 @@ out-of-fold cases, a paired test of the winner against the runner-up, and keep-l
 from __future__ import annotations
 
 import itertools
-import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,10 @@ from utils.crossval.record import read_record
 from utils.data.dataset import find_samples, read_split
 from utils.data.splits import split_fingerprint
 from utils.errors import UserError
+from utils.evaluate.prediction_folder import PREDICTION_FILE
+from utils.evaluate.prediction_folder import read_record as read_prediction_record
 from utils.evaluate.statistics import describe, paired_comparison
+from utils.infer.members import crossval_checkpoints
 from utils.infer.metadata import description
 from utils.infer.postprocess import keep_largest
 from utils.io.checkpoint import load_checkpoint
@@ -65,16 +67,15 @@ def load_run(cv_dir: Path) -> Run:
     record = read_record(cv_dir)
     if record is None:
         raise UserError(f"{cv_dir} is not a cross-validation folder (no crossval.json); crossval.py writes one")
-    oof = cv_dir / "oof"
     folds = len(record["folds"])
     flips = set()
     for fold in range(folds):
-        try:
-            flips.add(bool(json.loads((oof / f"fold{fold}" / "prediction.json").read_text())["flip_tta"]))
-        except (OSError, ValueError, KeyError):
+        finished = read_prediction_record(cv_dir / "oof" / f"fold{fold}" / PREDICTION_FILE)
+        if finished is None:
             raise UserError(f"{cv_dir}: fold {fold} has no finished out-of-fold predictions; run crossval.py for "
-                            f"it again") from None
-    checkpoint = (cv_dir / record["folds"][0]["checkpoint"]).resolve()
+                            f"it again")
+        flips.add(bool(finished.get("flip_tta")))
+    checkpoint = crossval_checkpoints(cv_dir)[0]
     run = Run(cv_dir, Path(record["data"]), folds, flips == {True}, description(load_checkpoint(checkpoint)))
     for fold in range(folds):
         run.stem_fold.update({stem: fold for stem in read_split(run.data, f"fold{fold}_val")})

@@ -72,3 +72,22 @@ def rank_correlation(first: Sequence[float | None], second: Sequence[float | Non
     outcome = spearmanr([a for a, _ in pairs], [b for _, b in pairs])
     result.update(spearman=float(outcome.statistic), p_value=float(outcome.pvalue))
     return result
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    """A score as text, '-' where undefined."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def interval_text(interval: Sequence[float] | None, sign: bool = False) -> str:
+    """'[0.1234, 0.5678]' ('[+0.0012, +0.0345]' with `sign`), '-' where undefined."""
+    if not interval:
+        return "-"
+    spec = "+.4f" if sign else ".4f"
+    return f"[{interval[0]:{spec}}, {interval[1]:{spec}}]"
+
+
+def spread_text(stats: dict[str, Any]) -> str:
+    """One line of `describe`'s record: mean, median, 95 % interval and the number of cases."""
+    return (f"mean {number(stats['mean'])}  median {number(stats['median'])}  95% CI {interval_text(stats['ci95'])}  "
+            f"({stats['cases']} cases)")
